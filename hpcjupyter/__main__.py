@@ -1,0 +1,5 @@
+"""Allow ``python -m hpcjupyter``."""
+
+from hpcjupyter.cli import main
+
+main()
