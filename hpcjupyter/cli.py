@@ -31,11 +31,48 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_OPTIONS: dict[str, bool] = {"quiet": False, "verbose": False}
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results; no progress."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the ssh and scheduler commands run."),
 ) -> None:
     """JupyterLab on an HPC compute node, in your laptop's browser, with one command."""
+    _OPTIONS.update(quiet=quiet, verbose=verbose)
+
+
+def _ui() -> Any:
+    from hpcjupyter.ui import UI
+
+    return UI(quiet=_OPTIONS["quiet"], verbose=_OPTIONS["verbose"])
+
+
+def _site(name: str, ui: Any) -> Any:
+    from hpcjupyter.site import open_site
+    from hpcjupyter.ui import TerminalPrompter
+
+    return open_site(name, TerminalPrompter(ui))
+
+
+def _session_for(job_id: str, site_name: str | None, ui: Any) -> tuple[Any, Any]:
+    """The session record of a job (created for a job submitted some other way) and its site."""
+    from hpcjupyter import sessions
+
+    session = sessions.find(job_id, site_name)
+    if session is not None:
+        return session, _site(session.site, ui)
+    if site_name is None:
+        raise HpcJupyterError(
+            f"no session with job id {job_id} is recorded on this machine.",
+            "Give the site it runs on with --site NAME (see 'hpcjupyter ls' for recorded jobs).",
+        )
+    from hpcjupyter.adopt import adopt
+
+    site = _site(site_name, ui)
+    return adopt(site, job_id), site
 
 
 def fail(error: HpcJupyterError) -> None:
@@ -131,6 +168,12 @@ def submit(
     conda_env: Optional[str] = typer.Option(None, help="Conda environment to activate."),
     workdir: Optional[str] = typer.Option(None, help="Directory Jupyter serves (default: the job directory)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the batch script and submit nothing."),
+    connect_after: bool = typer.Option(False, "--connect", help="Go straight on to 'connect' with the same login."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="With --connect: print the URL, open no browser."),
+    local_port: Optional[int] = typer.Option(None, "--local-port", help="With --connect: local port of the tunnel."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="With --connect: give up waiting after SECONDS."),
+    cancel_on_exit: bool = typer.Option(False, "--cancel-on-exit", help="With --connect: cancel the job on Ctrl-C."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"site", "job_id", "script"} as JSON.'),
 ) -> None:
     """Submit a batch job that starts JupyterLab on a compute node.
 
@@ -150,9 +193,209 @@ def submit(
         if dry_run:
             typer.echo(script, nl=False)
             return
-        raise HpcJupyterError("submitting is not built yet.", "Use --dry-run to see the script.")
+        from hpcjupyter.submitting import submit as submit_job
+
+        ui = _ui()
+        site_obj = _site(site, ui)
+        session = submit_job(site_obj, request)
+        if as_json:
+            _print_json({"site": site, "job_id": session.job_id, "script": f"{session.job_dir}/job.sh"})
+        else:
+            ui.info(f"submitted job {session.job_id} to {site} (job directory {session.job_dir})")
+        if not connect_after:
+            if not as_json:
+                typer.echo(session.job_id)
+                ui.info(f"next: hpcjupyter connect {session.job_id}")
+            return
+        code = _connect(site_obj, session, ui, local_port, timeout, not no_browser, cancel_on_exit)
+        raise typer.Exit(code)
     except HpcJupyterError as exc:
         fail(exc)
+
+
+def _connect(site: Any, session: Any, ui: Any, local_port: int | None, timeout: float | None,
+             open_browser: bool, cancel_on_exit: bool) -> int:
+    """Wait, tunnel, print the URL, hold the tunnel; the exit code says how the job ended."""
+    from hpcjupyter import sessions
+    from hpcjupyter.connecting import Waiter, end_reason, keep_alive, local_url_for, open_tunnel_for, \
+        wait_until_answering
+
+    waiter = Waiter(site, session, ui, timeout)
+    connection = waiter.wait()
+    ui.stop_status()
+    tunnel = open_tunnel_for(site, connection, local_port or session.local_port)
+    port = tunnel.local_port if tunnel is not None else connection.endpoint.port
+    try:
+        if not wait_until_answering(port, connection):
+            raise HpcJupyterError(
+                f"Jupyter on {connection.endpoint.node or connection.endpoint.host}:{connection.endpoint.port} "
+                f"does not answer through the tunnel on 127.0.0.1:{port}.",
+                f"Check the job log with 'hpcjupyter logs {session.job_id}'; the job is left running.",
+            )
+        url = local_url_for(site, connection, port)
+        shown = url.split("?", 1)[0]
+        with sessions.updating(session.site, session.session_id) as saved:
+            saved.local_port, saved.url, saved.state = port, shown, "RUNNING"
+            saved.node = connection.endpoint.node or saved.node
+        typer.echo(url)
+        ui.info(f"Jupyter on {connection.endpoint.node or connection.endpoint.host} is at {shown} "
+                "(the URL above carries the token; it is not stored on this machine)")
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        try:
+            status = keep_alive(waiter, connection, tunnel, port, shown)
+        except KeyboardInterrupt:
+            ui.stop_status()
+            if cancel_on_exit:
+                _cancel(site, session, ui)
+                return 0
+            ui.info(f"disconnected; job {session.job_id} keeps running.\n"
+                    f"  reconnect: hpcjupyter connect {session.job_id}\n  stop it:   hpcjupyter cancel {session.job_id}")
+            return 0
+        ui.stop_status()
+        ui.info(f"job {session.job_id} ended: {end_reason(status)}")
+        return 0 if status.exit_status in ("", "0", "0:0") and status.native_state in ("", "CD", "COMPLETED", "F") else 1
+    finally:
+        if tunnel is not None:
+            tunnel.close()
+        with sessions.updating(session.site, session.session_id) as saved:
+            saved.url = ""
+
+
+def _cancel(site: Any, session: Any, ui: Any) -> None:
+    result = site.run(site.scheduler.cancel_argv([session.job_id]))
+    if not site.scheduler.cancel_ok(result):
+        raise HpcJupyterError(
+            f"the scheduler refused to cancel job {session.job_id}: {(result.stderr or result.stdout).strip()}",
+        )
+    ui.info(f"cancelled job {session.job_id} on {site.name}")
+
+
+@app.command()
+def connect(
+    job_id: str = typer.Argument(..., help="Job id printed by 'submit' (see 'hpcjupyter ls')."),
+    site: Optional[str] = typer.Option(None, "--site", "-s", help="Site of a job this machine has no record of."),
+    local_port: Optional[int] = typer.Option(None, "--local-port", help="Local port for the tunnel (default: free one)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up waiting after SECONDS (default: wait while queued)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL, open no browser."),
+    cancel_on_exit: bool = typer.Option(False, "--cancel-on-exit", help="Cancel the job on Ctrl-C."),
+) -> None:
+    """Wait for a job, tunnel to its Jupyter and open the browser; Ctrl-C leaves the job running.
+
+    Example: hpcjupyter connect 123456
+    """
+    ui = _ui()
+    try:
+        session, site_obj = _session_for(job_id, site, ui)
+        raise typer.Exit(_connect(site_obj, session, ui, local_port, timeout, not no_browser, cancel_on_exit))
+    except HpcJupyterError as exc:
+        fail(exc)
+
+
+@app.command()
+def cancel(
+    job_id: str = typer.Argument(..., help="Job id to cancel."),
+    site: Optional[str] = typer.Option(None, "--site", "-s", help="Site of a job this machine has no record of."),
+) -> None:
+    """Cancel a job (Jupyter is shut down cleanly). Cancelling an ended job is not an error.
+
+    Example: hpcjupyter cancel 123456
+    """
+    ui = _ui()
+    try:
+        session, site_obj = _session_for(job_id, site, ui)
+        _cancel(site_obj, session, ui)
+    except HpcJupyterError as exc:
+        fail(exc)
+
+
+@app.command()
+def logs(
+    job_id: str = typer.Argument(..., help="Job id whose log to show."),
+    site: Optional[str] = typer.Option(None, "--site", "-s", help="Site of a job this machine has no record of."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the job ends."),
+) -> None:
+    """Print the job's log (the one the job script writes on the cluster).
+
+    Example: hpcjupyter logs 123456 --follow
+    """
+    ui = _ui()
+    try:
+        session, site_obj = _session_for(job_id, site, ui)
+        from hpcjupyter.joblog import show_log
+
+        show_log(site_obj, session, follow, typer.echo)
+    except HpcJupyterError as exc:
+        fail(exc)
+
+
+@app.command()
+def status(
+    job_id: str = typer.Argument(..., help="Job id (any job of yours, also one submitted without hpcjupyter)."),
+    site: str = typer.Option(..., "--site", "-s", help="Site the job runs on."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show a job's state, reason, node, time used/limit and estimated start.
+
+    Example: hpcjupyter status 123456 --site archer2 --json
+    """
+    ui = _ui()
+    try:
+        from hpcjupyter.schedulers import lookup
+        from hpcjupyter.schedulers.base import JobState
+
+        site_obj = _site(site, ui)
+        found = lookup(site_obj.scheduler, site_obj.remote, [job_id]).get(job_id)
+        if found is None or found.state is JobState.UNKNOWN:
+            raise HpcJupyterError(
+                f"the scheduler on {site} could not say what job {job_id} is"
+                f"{': ' + found.reason if found is not None and found.reason else ''}.",
+                "Check the job id; if the cluster is busy, try again in a minute.",
+            )
+        if found.state is JobState.ENDED and found.reason == "no longer known to the scheduler" and not found.native_state:
+            raise HpcJupyterError(f"job {job_id} is not known to the scheduler on {site}.",
+                                  "Check the job id (and the site).")
+        data = {"job_id": job_id, "site": site, "state": found.state.name, "native_state": found.native_state,
+                "node": found.node, "reason": found.reason, "time_used": found.time_used,
+                "time_limit": found.time_limit, "start_estimate": found.start_estimate,
+                "exit_status": found.exit_status}
+        if as_json:
+            _print_json(data)
+        else:
+            for key, value in data.items():
+                if value:
+                    typer.echo(f"{key:>14}: {value}")
+    except HpcJupyterError as exc:
+        fail(exc)
+
+
+@app.command("ls")
+def list_sessions(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    show_all: bool = typer.Option(False, "--all", "-a", help="Include sessions that ended more than a day ago."),
+) -> None:
+    """List your sessions with their live state: one scheduler query per site.
+
+    Example: hpcjupyter ls
+    """
+    ui = _ui()
+    try:
+        from hpcjupyter.listing import refresh, rows
+
+        current = refresh(show_all, lambda name: _site(name, ui), ui)
+    except HpcJupyterError as exc:
+        fail(exc)
+        return
+    if as_json:
+        _print_json([vars(s) for s in current])
+        return
+    if not current:
+        ui.info("no sessions; start one with: hpcjupyter submit --site NAME")
+        return
+    for line in rows(current):
+        typer.echo(line)
 
 
 def main() -> None:

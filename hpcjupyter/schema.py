@@ -1,16 +1,73 @@
 """The shape of a site profile and of the user config: every key, its type and its default.
 
 Kept apart from loading so the reference in the README and `sites init` can be read off it.
+The value rules that keep a profile *data* live here too: a value that ends up in a scheduler
+directive or on an ssh command line must be a plain name, and no value may hold a newline,
+so nothing in a profile can smuggle a header line or an option anywhere.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-_NO_NEWLINE = re.compile(r"^[^\r\n]*$")
+# Account, partition, qos and queue names go into '#SBATCH'/'#PBS' lines unquoted (neither
+# scheduler parses shell quoting), so they are limited to what such names are made of.
+SCHEDULER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,@+-]*$")
+# A login name: also the {user} path placeholder, so no '/', and no leading '-' (ssh option).
+USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
+# A host name, address or ssh_config alias; a leading '-' would be read by ssh as an option.
+HOST_NAME = re.compile(r"^([A-Za-z0-9_:][A-Za-z0-9_.:%-]*)?$")
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?)?\s*$", re.IGNORECASE)
+_UNIT_MB = {"k": 1 / 1024, "": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
+
+
+def memory_mb(text: str) -> int:
+    """'16G', '16gb', '512M', '1.5G', '2T' → megabytes; a bare number is megabytes, as in Slurm.
+
+    Raises ValueError with the fix in its message; callers turn it into their own error type.
+    """
+    match = _MEMORY.match(text)
+    if not match:
+        raise ValueError(f"memory {text!r} is not understood; give a number with a unit: 512M, 16G, 1T")
+    megabytes = int(float(match.group(1)) * _UNIT_MB[(match.group(2) or "").lower()])
+    if megabytes <= 0:
+        raise ValueError(f"memory {text!r} must be at least 1M")
+    return megabytes
+
+
+def _one_line(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be one line (no newline characters)")
+    return value
+
+
+def _memory(text: str) -> str:
+    memory_mb(text)
+    return text
+
+
+def _matching(pattern: re.Pattern[str], what: str, rule: str) -> AfterValidator:
+    """A validator refusing anything but a plain name, saying which characters are allowed."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not a valid {what}: {rule}")
+        return value
+
+    return AfterValidator(check)
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
+SchedulerName = Annotated[
+    str, _matching(SCHEDULER_NAME, "scheduler name", "a letter or digit, then letters, digits and _ . , @ + -")
+]
+UserName = Annotated[str, _matching(USER_NAME, "user name", "a letter, digit or _, then letters, digits and _ . @ -")]
+HostName = Annotated[str, _matching(HOST_NAME, "host name", "letters, digits and _ . : % -, not starting with -")]
+Memory = Annotated[str, AfterValidator(_memory)]
+Hours = Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):
@@ -20,10 +77,10 @@ class _Strict(BaseModel):
 class SshSection(_Strict):
     """How to reach the login node, and which tunnel shape the site allows."""
 
-    host: str = Field("", description="login host name or ssh_config alias")
-    user: str | None = Field(None, description="login user name (personal: put it in your config)")
+    host: HostName = Field("", description="login host name or ssh_config alias")
+    user: UserName | None = Field(None, description="login user name (personal: put it in your config)")
     port: int | None = Field(None, ge=1, le=65535, description="ssh port")
-    config: str | None = Field(None, description="path to an ssh_config file passed to ssh -F")
+    config: OneLine | None = Field(None, description="path to an ssh_config file passed to ssh -F")
     transport: Literal["auto", "openssh", "fabric", "local"] = "auto"
     tunnel: Literal["forward", "jump"] = Field(
         "forward", description="forward: -L to NODE:PORT via the login node; jump: ssh to the node itself"
@@ -33,48 +90,44 @@ class SshSection(_Strict):
 class JobSection(_Strict):
     """Resources asked of the scheduler, and the site's limits on them."""
 
-    hours: float = Field(1.0, description="default walltime in hours")
-    max_hours: float | None = Field(None, description="longest walltime the default qos/queue allows")
-    qos_max_hours: dict[str, float] = Field(
+    hours: Hours = Field(1.0, description="default walltime in hours")
+    max_hours: Hours | None = Field(None, description="longest walltime the default qos/queue allows")
+    qos_max_hours: dict[str, Hours] = Field(
         default_factory=dict, description="longest walltime per qos (Slurm) or queue (PBS)"
     )
-    cpus: int = 1
-    memory: str | None = Field(None, description="memory per job, e.g. 16G (omit where the site forbids --mem)")
+    cpus: int = Field(1, ge=1)
+    memory: Memory | None = Field(None, description="memory per job, e.g. 16G (omit where the site forbids --mem)")
     allow_memory: bool = Field(True, description="false where the site assigns memory with cores only")
-    gpus: int = 0
-    max_gpus: int | None = Field(None, description="0 on sites without GPUs")
-    account: str | None = Field(None, description="budget/project code (personal: put it in your config)")
+    gpus: int = Field(0, ge=0)
+    max_gpus: int | None = Field(None, ge=0, description="0 on sites without GPUs")
+    account: SchedulerName | None = Field(None, description="budget/project code (personal: put it in your config)")
     account_required: bool = False
-    partition: str | None = None
-    qos: str | None = None
-    queue: str | None = None
-    directives: list[str] = Field(default_factory=list, description="extra raw scheduler header options")
-
-    @field_validator("directives")
-    @classmethod
-    def _one_line_each(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not _NO_NEWLINE.match(item):
-                raise ValueError("each directive must be one line (no newline characters)")
-        return value
+    partition: SchedulerName | None = None
+    qos: SchedulerName | None = None
+    queue: SchedulerName | None = None
+    directives: list[OneLine] = Field(default_factory=list, description="extra raw scheduler header options")
 
 
 class EnvSection(_Strict):
     """How the job prepares its environment and starts Jupyter on the compute node."""
 
-    remote_dir: str = Field(
+    remote_dir: OneLine = Field(
         "", description="job directories on a filesystem compute nodes see; {user}, {account}, {state_dir}"
     )
-    workdir: str | None = Field(None, description="directory Jupyter serves (default: the job directory)")
+    workdir: OneLine | None = Field(
+        None, description="directory Jupyter serves (default: the job directory); ~/ is the job's $HOME"
+    )
     login_shell: bool = Field(False, description="start the script with #!/bin/bash --login (Cray sites)")
     setup: list[str] = Field(default_factory=list, description="shell lines run first (site code, not data)")
-    modules: list[str] = Field(default_factory=list, description="modules to load, in order")
-    conda: str | None = Field(None, description="conda/miniforge install prefix")
-    conda_env: str | None = None
-    venv: str | None = Field(None, description="path of a Python venv to activate")
-    variables: dict[str, str] = Field(default_factory=dict, description="environment variables to export")
+    modules: list[OneLine] = Field(default_factory=list, description="modules to load, in order")
+    conda: OneLine | None = Field(None, description="conda/miniforge install prefix")
+    conda_env: OneLine | None = None
+    venv: OneLine | None = Field(None, description="path of a Python venv to activate")
+    variables: dict[str, OneLine] = Field(
+        default_factory=dict, description="environment variables to export (literal values, not expanded)"
+    )
     jupyter: Literal["lab", "notebook"] = "lab"
-    jupyter_args: list[str] = Field(default_factory=list, description="extra arguments for jupyter")
+    jupyter_args: list[OneLine] = Field(default_factory=list, description="extra arguments for jupyter")
     bind: Literal["auto", "loopback", "hostname", "all"] = Field(
         "auto", description="auto: loopback for jump, the node's hostname for forward; all = 0.0.0.0"
     )
@@ -85,7 +138,7 @@ class Profile(_Strict):
     """A merged, validated site profile."""
 
     name: str
-    description: str = ""
+    description: OneLine = ""
     extends: str | None = None
     scheduler: Literal["slurm", "pbs", "local"]
     ssh: SshSection = Field(default_factory=SshSection)

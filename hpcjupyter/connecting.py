@@ -1,0 +1,246 @@
+"""connect: wait for the job, find Jupyter, open the tunnel, keep it up until the job ends.
+
+The waiting loop asks the scheduler rarely (wait.poll_interval) and, once the job runs, reads
+the job's log about once a second over the existing login: cheap for the site, quick for us.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hpcjupyter import sessions
+from hpcjupyter.discover import Endpoint, fatal_error, parse_connection_file, parse_marker, tail
+from hpcjupyter.errors import HpcJupyterError, JobEndedError, RemoteError
+from hpcjupyter.probe import api_status, browser_url
+from hpcjupyter.schedulers import lookup
+from hpcjupyter.schedulers.base import JobState, JobStatus
+from hpcjupyter.site import Site
+from hpcjupyter.ui import UI
+from hpcjupyter.wait import describe, poll_interval
+
+# Lines the job script writes when it gives up before Jupyter is reachable.
+_SCRIPT_ENDED = re.compile(r"^hpcjupyter: (jupyter exited with status \d+ before it was ready|job script ended with status [1-9]\d*)", re.MULTILINE)
+MAX_STATUS_FAILURES = 20
+RUNNING_TIMEOUT = 300.0
+
+
+@dataclass
+class Connection:
+    """A reachable Jupyter: where it listens on the node and the token that opens it."""
+
+    endpoint: Endpoint
+    token: str
+
+
+def log_path(session: sessions.Session) -> str:
+    return f"{session.job_dir}/job.log"
+
+
+def record_status(session: sessions.Session, status: JobStatus) -> None:
+    """Keep the session record's view of the job current (state, reason, node)."""
+    with sessions.updating(session.site, session.session_id) as saved:
+        saved.state = status.state.name
+        saved.reason = status.reason or saved.reason
+        saved.node = status.node or saved.node
+        if status.state is JobState.ENDED and not saved.ended_at:
+            saved.ended_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def job_ended(site: Site, session: sessions.Session, why: str) -> JobEndedError:
+    """The error for a job that ended before (or while) we used it, with its log's tail."""
+    log = read_quietly(site, log_path(session))
+    if not log:
+        log = read_quietly(site, f"{session.job_dir}/{site.scheduler.name}.out") or "(the job wrote no log)"
+    fatal = fatal_error(log)
+    return JobEndedError(
+        f"job {session.job_id} on {site.name} ended: {why}.{' Jupyter said: ' + fatal if fatal else ''}\n"
+        f"Last lines of {log_path(session)}:\n{tail(log)}",
+        "Fix what the log shows (e.g. the conda env or module names in the profile), then submit again.",
+    )
+
+
+def read_quietly(site: Site, path: str) -> str:
+    try:
+        return site.remote.read_file(path) or ""
+    except HpcJupyterError:
+        return ""
+
+
+def end_reason(status: JobStatus) -> str:
+    details = [d for d in (status.native_state, status.reason) if d and d not in ("None", "(null)")]
+    exit_text = f"exit status {status.exit_status}" if status.exit_status not in ("", "0", "0:0") else ""
+    return ", ".join(details + ([exit_text] if exit_text else [])) or "it is no longer running"
+
+
+class Waiter:
+    """Polls one job until Jupyter is ready, with bounded retries on a flaky login."""
+
+    def __init__(self, site: Site, session: sessions.Session, ui: UI, timeout: float | None) -> None:
+        self.site, self.session, self.ui = site, session, ui
+        self.timeout = timeout
+        self.queries = 0
+        self.failures = 0
+
+    def query(self) -> JobStatus:
+        """One scheduler query; UNKNOWN on any failure, never 'ended'."""
+        job_id = self.session.job_id or ""
+        try:
+            status = lookup(self.site.scheduler, self.site.remote, [job_id]).get(job_id)
+        except RemoteError as exc:
+            self.ui.warn(f"{exc.message} Retrying.")
+            self.reconnect()
+            status = None
+        self.queries += 1
+        if status is None or status.state is JobState.UNKNOWN:
+            self.failures += 1
+            if self.failures >= MAX_STATUS_FAILURES:
+                raise HpcJupyterError(
+                    f"the scheduler on {self.site.name} did not answer about job {job_id} {self.failures} times in a row.",
+                    f"The job may still be running: try 'hpcjupyter connect {job_id}' again later.",
+                )
+            return status or JobStatus(job_id=job_id, state=JobState.UNKNOWN, reason="status query failed")
+        self.failures = 0
+        record_status(self.session, status)
+        return status
+
+    def reconnect(self) -> None:
+        """Re-open the login if it dropped (one prompt on MFA sites); keep waiting if it cannot."""
+        try:
+            self.site.prompts += self.site.remote.connect()
+        except RemoteError as exc:
+            self.ui.warn(f"{exc.message} Will retry.")
+
+    def ready(self) -> Connection | None:
+        """Jupyter's marker in the log → the 0600 connection file → host, port, token."""
+        try:
+            log = self.site.remote.read_file(log_path(self.session)) or ""
+        except RemoteError:
+            self.reconnect()
+            return None
+        marker = parse_marker(log)
+        if marker is None:
+            ended = _SCRIPT_ENDED.search(log)
+            if ended:
+                raise job_ended(self.site, self.session, ended.group(1))
+            return None
+        path = f"{self.session.job_dir}/connection.json"
+        text = self.site.remote.read_file(path)
+        if text is None:
+            return None  # written just before the marker; NFS may lag a moment
+        found = parse_connection_file(text, path)
+        endpoint = replace(found, node=found.node or marker.node)
+        return Connection(endpoint=endpoint, token=found.token or "")
+
+    def wait(self) -> Connection:
+        start = time.monotonic()
+        next_query = start
+        running_since: float | None = None
+        status = JobStatus(job_id=self.session.job_id or "", state=JobState.UNKNOWN)
+        while True:
+            now = time.monotonic()
+            if self.timeout is not None and now - start > self.timeout:
+                raise HpcJupyterError(
+                    f"gave up after {self.timeout:g} s waiting for job {self.session.job_id} ({status.state.name.lower()}).",
+                    f"The job is left as it is: 'hpcjupyter connect {self.session.job_id}' to wait again, "
+                    f"'hpcjupyter cancel {self.session.job_id}' to stop it.",
+                )
+            if now >= next_query:
+                status = self.query()
+                next_query = now + poll_interval(self.queries, self.site.profile.env.poll_seconds)
+                if status.state is JobState.ENDED:
+                    raise job_ended(self.site, self.session, end_reason(status))
+                self.ui.status(describe(status, now - start))
+            if status.state is JobState.RUNNING or (status.state is JobState.UNKNOWN and running_since):
+                running_since = running_since or now
+                connection = self.ready()
+                if connection is not None:
+                    return connection
+                if now - running_since > RUNNING_TIMEOUT:
+                    log = read_quietly(self.site, log_path(self.session))
+                    raise HpcJupyterError(
+                        f"job {self.session.job_id} has run {RUNNING_TIMEOUT:g} s without Jupyter becoming ready.\n"
+                        f"Last lines of {log_path(self.session)}:\n{tail(log) or '(empty)'}",
+                        f"The job is still running: 'hpcjupyter logs {self.session.job_id}' to look, "
+                        f"'hpcjupyter cancel {self.session.job_id}' to stop it.",
+                    )
+                time.sleep(1.0)
+            else:
+                time.sleep(max(0.2, min(1.0, next_query - time.monotonic())))
+
+
+def local_url_for(site: Site, connection: Connection, local_port: int) -> str:
+    return browser_url(local_port, connection.endpoint.base_url, connection.token, site.profile.env.jupyter)
+
+
+def open_tunnel_for(site: Site, connection: Connection, local_port: int | None) -> Any:
+    """The tunnel of the site's shape, or None where Jupyter is on this machine already."""
+    if site.is_local:
+        return None
+    from hpcjupyter.tunnel import free_local_port, open_tunnel
+
+    port = free_local_port(local_port)
+    endpoint = connection.endpoint
+    target = endpoint.node if site.profile.ssh.tunnel == "jump" else endpoint.host
+    return open_tunnel(site.remote, site.profile.ssh.tunnel, target, endpoint.port, port)
+
+
+def wait_until_answering(port: int, connection: Connection, seconds: float = 30.0) -> bool:
+    """Readiness is /api/status answering 200 with the token, through the tunnel."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if api_status(port, connection.endpoint.base_url, connection.token) == 200:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def seconds_of(text: str) -> int | None:
+    """Scheduler times 'D-HH:MM:SS', 'HH:MM:SS', 'MM:SS' → seconds (None if not a time)."""
+    days, _, clock = text.rpartition("-") if "-" in text else ("", "", text)
+    try:
+        parts = [int(p) for p in clock.split(":")]
+        total = int(days or 0) * 86400
+    except ValueError:
+        return None
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return total + parts[-3] * 3600 + parts[-2] * 60 + parts[-1] if len(parts) == 3 else None
+
+
+def time_left(status: JobStatus) -> str:
+    limit, used = seconds_of(status.time_limit), seconds_of(status.time_used)
+    if limit is None or used is None:
+        return ""
+    from hpcjupyter.wait import duration
+
+    return f", {duration(limit - used)} left"
+
+
+def keep_alive(waiter: Waiter, connection: Connection, tunnel: Any, port: int, shown_url: str) -> JobStatus:
+    """Stay in the foreground: re-open a dropped tunnel, watch the job, return when it ends."""
+    site, ui = waiter.site, waiter.ui
+    poll = site.profile.env.poll_seconds
+    next_query = time.monotonic() + poll
+    backoff = 1.0
+    while True:
+        time.sleep(2.0)
+        if api_status(port, connection.endpoint.base_url, connection.token, timeout=5.0) != 200 and tunnel is not None:
+            ui.warn("Jupyter is not answering through the tunnel; re-opening it.")
+            try:
+                tunnel.reopen()
+                backoff = 1.0
+            except RemoteError as exc:
+                ui.warn(f"{exc.message} Retrying in {backoff:g} s.")
+                waiter.reconnect()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+        if time.monotonic() >= next_query:
+            status = waiter.query()
+            next_query = time.monotonic() + poll
+            if status.state is JobState.ENDED:
+                return status
+            ui.status(f"connected: {shown_url} -> {connection.endpoint.node or connection.endpoint.host}{time_left(status)}"
+                      " (Ctrl-C to disconnect)")

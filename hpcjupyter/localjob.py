@@ -1,0 +1,182 @@
+"""Background "jobs" on this machine: the sbatch/squeue/scancel of the ``local`` scheduler.
+
+    python -m hpcjupyter.localjob submit SCRIPT [--name NAME]   prints the job id
+    python -m hpcjupyter.localjob status [--name NAME] [JOB_ID ...]   one JSON line per known job
+    python -m hpcjupyter.localjob cancel JOB_ID ...
+
+A job is a wrapper process (``_run``) leading its own session, so it outlives the command that
+started it and one signal reaches its whole process group. It runs ``bash SCRIPT`` with
+``HPCJ_LOCAL_JOB_ID`` set and records the exit code when the script ends. The registry,
+``<state dir>/local-jobs/``, holds ``<id>.json`` (written by submit), ``<id>.exit`` (by the
+wrapper) and ``<id>.cancelled`` (by cancel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from hpcjupyter import paths
+
+RUNNING, EXITED, CANCELLED, LOST = "RUNNING", "EXITED", "CANCELLED", "LOST"
+"""Native states printed by ``status``."""
+
+JOB_ID = re.compile(r"local-(?P<pid>\d+)-[0-9a-f]+")
+"""``local-<wrapper pid>-<random>``: the random part tells a reused pid from our job."""
+
+
+def registry() -> Path:
+    directory = paths.state_dir() / "local-jobs"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return directory
+
+
+def submit(script: Path, name: str) -> str:
+    """Start the wrapper detached and record it before printing the id, so status always finds it."""
+    script = script.resolve()
+    if not script.is_file():
+        raise SystemExit(f"localjob: no such script: {script}")
+    token = secrets.token_hex(4)
+    log = script.with_name(f"{script.name}.{token}.out")
+    with open(log, "ab") as out:
+        wrapper = subprocess.Popen(
+            [sys.executable, "-m", "hpcjupyter.localjob", "_run", token, str(script), str(registry())],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=script.parent,
+            start_new_session=True,
+        )
+    job_id = f"local-{wrapper.pid}-{token}"
+    record = {"job_id": job_id, "pid": wrapper.pid, "name": name, "script": str(script), "log": str(log),
+              "node": socket.gethostname(), "started": time.time()}
+    _write(registry() / f"{job_id}.json", record)
+    return job_id
+
+
+def run(token: str, script: str, directory: Path) -> int:
+    """The wrapper: run the script, then record how it ended.
+
+    It ignores SIGTERM by handler (not SIG_IGN, which the script would inherit): cancel's
+    signal is for the script, and the wrapper must stay to record the exit code.
+    """
+    job_id = f"local-{os.getpid()}-{token}"
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    code = subprocess.call(["bash", script], stdin=subprocess.DEVNULL, env={**os.environ, "HPCJ_LOCAL_JOB_ID": job_id})
+    _write(directory / f"{job_id}.exit", {"exit_status": code if code >= 0 else 128 - code, "ended": time.time()})
+    return 0
+
+
+def status(job_ids: Sequence[str], name: str | None) -> list[dict[str, Any]]:
+    """Known jobs among ``job_ids`` (all if none), optionally only those called ``name``."""
+    directory = registry()
+    ids = job_ids or sorted(p.stem for p in directory.glob("local-*.json"))
+    records = [r for i in ids if JOB_ID.fullmatch(i) and (r := _read(directory / f"{i}.json"))]
+    return [_describe(directory, r) for r in records if name is None or r.get("name") == name]
+
+
+def cancel(job_ids: Sequence[str]) -> None:
+    """SIGTERM to each live job's process group; ended or unknown jobs need nothing."""
+    directory = registry()
+    for job_id in job_ids:
+        record = _read(directory / f"{job_id}.json") if JOB_ID.fullmatch(job_id) else None
+        if record and not (directory / f"{job_id}.exit").exists() and _alive(record["pid"]):
+            (directory / f"{job_id}.cancelled").touch()
+            try:
+                os.killpg(record["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _describe(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
+    job_id = record["job_id"]
+    ended = _read(directory / f"{job_id}.exit")
+    line = {"job_id": job_id, "state": RUNNING, "reason": "", "node": record["node"], "exit_status": "",
+            "name": record["name"], "log": record["log"]}
+    if ended is None and _alive(record["pid"]):
+        line["time_used"] = _duration(time.time() - record["started"])
+        return line
+    ended = ended or _read(directory / f"{job_id}.exit")  # it may have ended since we looked
+    if ended is None:
+        line.update(state=LOST, reason="the job's processes ended without recording an exit status")
+    else:
+        cancelled = (directory / f"{job_id}.cancelled").exists()
+        line.update(state=CANCELLED if cancelled else EXITED, exit_status=str(ended["exit_status"]),
+                    time_used=_duration(ended["ended"] - record["started"]))
+    return line
+
+
+def _alive(pid: int) -> bool:
+    """Our wrapper is alive: the pid exists, is not a zombie, and still leads its own session
+    (a reused pid rarely does)."""
+    try:
+        os.kill(pid, 0)
+        if os.getsid(pid) != pid:
+            return False
+    except OSError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): trust kill
+        return True
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    """Atomically: a reader sees the whole record or none."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hpcjupyter.localjob")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("submit")
+    p.add_argument("script", type=Path)
+    p.add_argument("--name", default="")
+    p = commands.add_parser("status")
+    p.add_argument("job_ids", nargs="*")
+    p.add_argument("--name")
+    p = commands.add_parser("cancel")
+    p.add_argument("job_ids", nargs="+")
+    p = commands.add_parser("_run")
+    p.add_argument("token")
+    p.add_argument("script")
+    p.add_argument("registry", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "submit":
+        print(submit(args.script, args.name))
+    elif args.command == "status":
+        for line in status(args.job_ids, args.name):
+            print(json.dumps(line))
+    elif args.command == "cancel":
+        cancel(args.job_ids)
+    else:
+        return run(args.token, args.script, args.registry)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

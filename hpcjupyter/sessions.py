@@ -1,0 +1,110 @@
+"""Local records of submitted sessions: one JSON file each, written atomically, never a token.
+
+One file per session means two hpcjupyter processes never write the same file unless they work
+on the same session; updates take a lock on that file so neither loses the other's change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Iterator
+
+from hpcjupyter import paths
+from hpcjupyter.errors import HpcJupyterError
+
+
+@dataclass
+class Session:
+    """What we remember about one session; enough to find the job and its files again."""
+
+    site: str
+    session_id: str
+    job_dir: str
+    job_name: str
+    submitted_at: str
+    job_id: str | None = None
+    state: str = "SUBMITTING"
+    reason: str = ""
+    node: str = ""
+    local_port: int | None = None
+    url: str = ""
+    ended_at: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}--{self.session_id}"
+
+
+def sessions_dir() -> Path:
+    directory = paths.state_dir() / "sessions"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return directory
+
+
+def _path(site: str, session_id: str) -> Path:
+    return sessions_dir() / f"{site}--{session_id}.json"
+
+
+def save(session: Session) -> None:
+    """Write the record atomically: a reader sees the old or the new file, never half of one."""
+    target = _path(session.site, session.session_id)
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(session), handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
+def _load(path: Path) -> Session | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    known = {f.name for f in fields(Session)}
+    try:
+        return Session(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return None
+
+
+@contextlib.contextmanager
+def updating(site: str, session_id: str) -> Iterator[Session]:
+    """Read-modify-write one record under an exclusive lock."""
+    target = _path(site, session_id)
+    with open(target.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        session = _load(target)
+        if session is None:
+            raise HpcJupyterError(f"session record {target} is missing or unreadable.")
+        yield session
+        save(session)
+
+
+def all_sessions() -> list[Session]:
+    """Every readable record, oldest first."""
+    found = [_load(p) for p in sessions_dir().glob("*.json") if not p.name.startswith(".")]
+    return sorted((s for s in found if s is not None), key=lambda s: s.session_id)
+
+
+def find(job_id: str, site: str | None = None) -> Session | None:
+    """The record of a job id; with several sites holding the same id, ``site`` decides."""
+    hits = [s for s in all_sessions() if s.job_id == job_id and (site is None or s.site == site)]
+    if len(hits) > 1:
+        raise HpcJupyterError(
+            f"job id {job_id} is known on several sites: {', '.join(sorted({s.site for s in hits}))}.",
+            "Say which with --site.",
+        )
+    return hits[0] if hits else None

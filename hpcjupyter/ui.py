@@ -1,0 +1,81 @@
+"""Talking to the user: a live status line on a terminal, plain lines when piped or NO_COLOR.
+
+Also the terminal Prompter that ssh prompts are relayed through.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+
+class UI:
+    """Progress and messages on stderr, so stdout stays clean for URLs and --json."""
+
+    def __init__(self, quiet: bool = False, verbose: bool = False) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        self.live = sys.stderr.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        self._last = ""
+        self._status: Any = None
+
+    def status(self, line: str) -> None:
+        """Replace the live line (terminal) or print the line when it changed (pipe)."""
+        if self.quiet or line == self._last:
+            return
+        self._last = line
+        if self.live:
+            if self._status is None:
+                from rich.console import Console
+
+                self._status = Console(stderr=True).status(line)
+                self._status.start()
+            else:
+                self._status.update(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self.stop_status()
+            print(text, file=sys.stderr, flush=True)
+
+    def debug(self, text: str) -> None:
+        if self.verbose:
+            self.info(f"[verbose] {text}")
+
+    def warn(self, text: str) -> None:
+        self.stop_status()
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+class TerminalPrompter:
+    """Relays an ssh prompt to the person at the terminal; secrets are read without echo."""
+
+    def __init__(self, ui: UI) -> None:
+        self.ui = ui
+
+    def ask(self, prompt_text: str, secret: bool) -> str:
+        self.ui.stop_status()
+        if not sys.stdin.isatty():
+            from hpcjupyter.errors import RemoteError
+
+            raise RemoteError(
+                f"ssh asked '{prompt_text.strip()}' but there is no terminal to answer it.",
+                "Run hpcjupyter from a terminal once to log in; later commands reuse that login.",
+            )
+        if secret:
+            import getpass
+
+            return getpass.getpass(prompt_text)
+        print(prompt_text, end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline().rstrip("\n")
+
+    def info(self, text: str) -> None:
+        self.ui.info(text)
