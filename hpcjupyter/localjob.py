@@ -5,8 +5,9 @@
     python -m hpcjupyter.localjob cancel JOB_ID ...
 
 A job is a wrapper process (``_run``) leading its own session, so it outlives the command that
-started it and one signal reaches its whole process group. It runs ``bash SCRIPT`` with
-``HPCJ_LOCAL_JOB_ID`` set and records the exit code when the script ends. The registry,
+started it and one signal reaches its whole process group (whose id is the wrapper's pid). It
+runs ``bash SCRIPT`` in the script's directory with ``HPCJ_LOCAL_JOB_ID`` set, output to
+``SCRIPT.<random>.out``, and records the exit code when the script ends. The registry,
 ``<state dir>/local-jobs/``, holds ``<id>.json`` (written by submit), ``<id>.exit`` (by the
 wrapper) and ``<id>.cancelled`` (by cancel).
 """
@@ -24,15 +25,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from hpcjupyter import paths
 
 RUNNING, EXITED, CANCELLED, LOST = "RUNNING", "EXITED", "CANCELLED", "LOST"
 """Native states printed by ``status``."""
 
-JOB_ID = re.compile(r"local-(?P<pid>\d+)-[0-9a-f]+")
-"""``local-<wrapper pid>-<random>``: the random part tells a reused pid from our job."""
+JOB_ID = re.compile(r"local-\d+-[0-9a-f]+")
+"""``local-<wrapper pid>-<random>``: the random part keeps ids unique when a pid is reused."""
 
 
 def registry() -> Path:
@@ -42,21 +43,29 @@ def registry() -> Path:
 
 
 def submit(script: Path, name: str) -> str:
-    """Start the wrapper detached and record it before printing the id, so status always finds it."""
+    """Start the wrapper detached and record it before printing the id, so status always finds it.
+
+    Returns once the wrapper has started the script: a cancel from then on is recorded.
+    """
     script = script.resolve()
     if not script.is_file():
         raise SystemExit(f"localjob: no such script: {script}")
     token = secrets.token_hex(4)
     log = script.with_name(f"{script.name}.{token}.out")
+    ready, started = os.pipe()
     with open(log, "ab") as out:
         wrapper = subprocess.Popen(
-            [sys.executable, "-m", "hpcjupyter.localjob", "_run", token, str(script), str(registry())],
+            [sys.executable, "-m", "hpcjupyter.localjob", "_run", token, str(script), str(registry()), str(started)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=script.parent,
             start_new_session=True,
+            pass_fds=(started,),
         )
+    os.close(started)
+    os.read(ready, 1)  # end of file: the wrapper has started the script (or died)
+    os.close(ready)
     job_id = f"local-{wrapper.pid}-{token}"
     record = {"job_id": job_id, "pid": wrapper.pid, "name": name, "script": str(script), "log": str(log),
               "node": socket.gethostname(), "started": time.time()}
@@ -64,15 +73,18 @@ def submit(script: Path, name: str) -> str:
     return job_id
 
 
-def run(token: str, script: str, directory: Path) -> int:
-    """The wrapper: run the script, then record how it ended.
+def run(token: str, script: str, directory: Path, started: int) -> int:
+    """The wrapper: run the script, tell submit it started, then record how it ended.
 
     It ignores SIGTERM by handler (not SIG_IGN, which the script would inherit): cancel's
     signal is for the script, and the wrapper must stay to record the exit code.
     """
     job_id = f"local-{os.getpid()}-{token}"
     signal.signal(signal.SIGTERM, lambda *_: None)
-    code = subprocess.call(["bash", script], stdin=subprocess.DEVNULL, env={**os.environ, "HPCJ_LOCAL_JOB_ID": job_id})
+    env = {**os.environ, "HPCJ_LOCAL_JOB_ID": job_id}
+    child = subprocess.Popen(["bash", script], stdin=subprocess.DEVNULL, env=env)
+    os.close(started)
+    code = child.wait()
     _write(directory / f"{job_id}.exit", {"exit_status": code if code >= 0 else 128 - code, "ended": time.time()})
     return 0
 
@@ -107,28 +119,42 @@ def _describe(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
         line["time_used"] = _duration(time.time() - record["started"])
         return line
     ended = ended or _read(directory / f"{job_id}.exit")  # it may have ended since we looked
+    cancelled = (directory / f"{job_id}.cancelled").exists()
     if ended is None:
-        line.update(state=LOST, reason="the job's processes ended without recording an exit status")
+        line.update(state=CANCELLED if cancelled else LOST, reason="ended without recording an exit status")
     else:
-        cancelled = (directory / f"{job_id}.cancelled").exists()
         line.update(state=CANCELLED if cancelled else EXITED, exit_status=str(ended["exit_status"]),
                     time_used=_duration(ended["ended"] - record["started"]))
     return line
 
 
-def _alive(pid: int) -> bool:
-    """Our wrapper is alive: the pid exists, is not a zombie, and still leads its own session
-    (a reused pid rarely does)."""
-    try:
-        os.kill(pid, 0)
-        if os.getsid(pid) != pid:
+def _alive(pgid: int) -> bool:
+    """Some process of the job lives: its process group and session are the wrapper's pid.
+
+    On Linux, /proc tells zombies apart (an init that never reaps, as in some containers, would
+    otherwise keep a dead job "running"); elsewhere the kernel's answer to signal 0 has to do.
+    """
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
             return False
-    except OSError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # no /proc (macOS): trust kill
         return True
+    return any(_member(stat, pgid) for stat in _proc_stats())
+
+
+def _member(stat: str, pgid: int) -> bool:
+    """``stat`` is ``pid (comm) state ppid pgrp session ...``; comm may contain spaces and parentheses."""
+    state, _, pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+    return state not in "ZX" and int(pgrp) == pgid == int(session)
+
+
+def _proc_stats() -> Iterator[str]:
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            yield path.read_text()
+        except OSError:  # ended meanwhile
+            continue
 
 
 def _duration(seconds: float) -> str:
@@ -165,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("token")
     p.add_argument("script")
     p.add_argument("registry", type=Path)
+    p.add_argument("started", type=int)
     args = parser.parse_args(argv)
     if args.command == "submit":
         print(submit(args.script, args.name))
@@ -174,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "cancel":
         cancel(args.job_ids)
     else:
-        return run(args.token, args.script, args.registry)
+        return run(args.token, args.script, args.registry, args.started)
     return 0
 
 

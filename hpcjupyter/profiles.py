@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from hpcjupyter import paths
 from hpcjupyter.errors import ProfileError
-from hpcjupyter.schema import Profile, UserConfig
+from hpcjupyter.schema import Profile, UserConfig, semantic_problems
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,7 +48,7 @@ def merge(base: dict[str, Any], top: dict[str, Any], source: str, origins: Origi
     """Merge ``top`` into ``base`` key by key (tables recursively), recording ``source`` per key."""
     for key, value in top.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "variables":
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
             merge(base[key], value, source, origins, dotted + ".")
             continue
         base[key] = _copy(value)
@@ -64,7 +64,7 @@ def _copy(value: Any) -> Any:
 
 
 def _record(value: Any, source: str, origins: Origins, dotted: str) -> None:
-    if isinstance(value, dict) and value and not dotted.endswith("variables"):
+    if isinstance(value, dict) and value:
         for key, sub in value.items():
             _record(sub, source, origins, f"{dotted}.{key}")
     else:
@@ -115,36 +115,69 @@ class ProfileSet:
         return [d / f"{name}.toml" for d in self.dirs if (d / f"{name}.toml").is_file()]
 
     def load(self, name: str, personal: bool = True) -> tuple[Profile, Origins]:
-        """The merged, validated profile ``name`` and the origin of each of its values."""
-        raw, origins = self._raw(name, [])
-        if personal and name in self.config.sites:
-            merge(raw, self.config.sites[name], f"{self.config_path} [sites.{name}]", origins)
-        raw["name"] = name
-        origins["name"] = origins.get("name", "site name")
-        return validate(raw, origins), origins
+        """The merged, validated profile ``name`` and the origin of each of its values.
 
-    def _raw(self, name: str, chain: list[str]) -> tuple[dict[str, Any], Origins]:
-        if name in chain:
-            cycle = " -> ".join(chain + [name])
-            raise ProfileError(
-                f"{self.files_for(chain[-1])[-1]}: key 'extends': profiles extend each other in a cycle: {cycle}.",
-                "Remove 'extends' from one of them.",
-            )
+        Origins map dotted keys to the file that set them, or "default" for schema defaults.
+        """
+        raw, origins = self._raw(name)
+        if personal and name in self.config.sites:
+            table = f"{self.config_path} [sites.{name}]"
+            for key in ("name", "extends"):
+                if key in self.config.sites[name]:
+                    raise ProfileError(
+                        f"{table}: key '{key}' cannot be set in the user config.",
+                        f"Write a profile file instead, e.g. {paths.user_profiles_dir() / (name + '.toml')}.",
+                    )
+            merge(raw, self.config.sites[name], table, origins)
+        raw["name"] = name
+        origins.setdefault("name", "site name")
+        profile = validate(raw, origins, str(self.files_for(name)[-1]))
+        _fill_defaults(profile, origins)
+        return profile, origins
+
+    def _raw(self, name: str, chain: tuple[str, ...] = (), referrer: Path | None = None) -> tuple[dict[str, Any], Origins]:
+        """Layer every file of ``name`` over the profile it extends; ``chain`` detects cycles."""
+        known = self.names()
+        if name not in known:
+            raise unknown_site(name, known, referrer)
         files = self.files_for(name)
-        if not files:
-            raise unknown_site(name, self.names(), chain and self.files_for(chain[-1])[-1])
         layers = [(f, read_toml(f)) for f in files]
-        base_name = next((data["extends"] for _, data in reversed(layers) if "extends" in data), None)
         raw: dict[str, Any] = {}
         origins: Origins = {}
-        if base_name is not None:
-            if not isinstance(base_name, str):
-                raise ProfileError(f"{files[-1]}: key 'extends' must be a site name in quotes.")
-            raw, origins = self._raw(base_name, chain + [name])
+        extending = next(((f, data["extends"]) for f, data in reversed(layers) if "extends" in data), None)
+        if extending is not None:
+            source, base = extending
+            if not isinstance(base, str):
+                raise ProfileError(f"{source}: key 'extends' must be a site name in quotes (got {base!r}).")
+            if base == name:
+                raise ProfileError(
+                    f"{source}: key 'extends': profile '{name}' extends itself.",
+                    f"Files named {name}.toml are layered on each other already, lowest first "
+                    f"({', '.join(map(str, files))}): remove 'extends'.",
+                )
+            if base in chain + (name,):
+                raise ProfileError(
+                    f"{source}: key 'extends': profiles extend each other in a cycle: {' -> '.join(chain + (name, base))}.",
+                    "Remove 'extends' from one of them.",
+                )
+            raw, origins = self._raw(base, chain + (name,), source)
+            # A derived site describes itself; the base's description would mislabel it.
             raw.pop("description", None)
+            origins.pop("description", None)
         for path, data in layers:
             merge(raw, data, str(path), origins)
         return raw, origins
+
+
+def _fill_defaults(model: BaseModel, origins: Origins, prefix: str = "") -> None:
+    """Mark every value that no file set as coming from the schema's "default"."""
+    for key in type(model).model_fields:
+        dotted = prefix + key
+        value = getattr(model, key)
+        if isinstance(value, BaseModel):
+            _fill_defaults(value, origins, dotted + ".")
+        elif not any(k == dotted or k.startswith(dotted + ".") for k in origins):
+            origins[dotted] = "default"
 
 
 def unknown_site(name: str, known: Iterable[str], referrer: Any = None) -> ProfileError:
@@ -169,76 +202,65 @@ def load_user_config(path: Path) -> UserConfig:
     try:
         return UserConfig.model_validate(data)
     except ValidationError as exc:
-        raise _explain(exc, UserConfig, {k.lstrip("."): v for k, v in origins.items()}, str(path)) from None
+        raise _explain(exc, UserConfig, {k.lstrip("."): v for k, v in origins.items()}, str(path), "config") from None
 
 
-def validate(raw: dict[str, Any], origins: Origins) -> Profile:
-    """Validate merged data; an error names the file that set the bad key."""
+def validate(raw: dict[str, Any], origins: Origins, fallback: str = "profile") -> Profile:
+    """Validate merged data; an error names the file that set the bad key (else ``fallback``)."""
     try:
         profile = Profile.model_validate(raw)
     except ValidationError as exc:
-        raise _explain(exc, Profile, origins, origins.get("scheduler", "profile")) from None
+        raise _explain(exc, Profile, origins, fallback) from None
     problems = semantic_problems(profile)
     if problems:
-        lines = [f"{origins.get(key) or _nearest_origin(origins, key) or 'profile'}: {text}" for key, text in problems]
+        lines = [f"{_source(origins, key, fallback)}: {text}" for key, text in problems]
         raise ProfileError("\n".join(lines), "Fix the profile, then check it with 'hpcjupyter sites check'.")
     return profile
 
 
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-PLACEHOLDERS = ("user", "account", "state_dir")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
-    """Rules that span keys, as (dotted key, what is wrong and how to fix it)."""
-    problems: list[tuple[str, str]] = []
-    remote = profile.scheduler != "local" and profile.ssh.transport != "local"
-    if remote and not profile.ssh.host:
-        problems.append(("ssh.host", "required key 'ssh.host' is missing; set the login node's host name."))
-    remote_dir = profile.env.remote_dir
-    if not remote_dir:
-        problems.append(("env.remote_dir", "required key 'env.remote_dir' is missing; set a directory the compute nodes see."))
-    for name in _PLACEHOLDER.findall(remote_dir):
-        if name not in PLACEHOLDERS:
-            problems.append(("env.remote_dir", f"key 'env.remote_dir': unknown placeholder '{{{name}}}'; use one of {', '.join('{' + p + '}' for p in PLACEHOLDERS)}."))
-    if remote_dir and not (remote_dir.startswith("/") or remote_dir.startswith("{state_dir}")):
-        problems.append(("env.remote_dir", f"key 'env.remote_dir' must be an absolute path (got {remote_dir!r})."))
-    for var in profile.env.variables:
-        if not _IDENTIFIER.match(var):
-            problems.append((f"env.variables.{var}", f"key 'env.variables.{var}': not a valid environment variable name."))
-    if profile.env.conda_env and not profile.env.conda:
-        problems.append(("env.conda_env", "key 'env.conda_env' needs 'env.conda', the conda install prefix (e.g. ~/miniforge3 spelled out in full)."))
-    return problems
-
-
-def _explain(exc: ValidationError, model: type[BaseModel], origins: Origins, fallback: str) -> ProfileError:
-    """Turn pydantic's first error into one sentence: file, key, problem, fix."""
+def _explain(
+    exc: ValidationError, model: type[BaseModel], origins: Origins, fallback: str, what: str = "profile"
+) -> ProfileError:
+    """Turn pydantic's errors into one sentence each: file, key, problem, fix."""
     lines = []
     for err in exc.errors():
         loc = [str(part) for part in err["loc"]]
         dotted = ".".join(loc)
-        source = origins.get(dotted) or _nearest_origin(origins, dotted) or fallback
+        source = _source(origins, dotted, fallback)
         if err["type"] == "extra_forbidden":
-            hint = _did_you_mean(model, loc)
-            lines.append(f"{source}: unknown key '{dotted}'.{hint}")
+            lines.append(f"{source}: unknown key '{dotted}'.{_did_you_mean(model, loc)}")
         elif err["type"] == "missing":
             lines.append(f"{source}: required key '{dotted}' is missing; add it to the profile.")
         else:
-            got = repr(err.get("input"))
-            lines.append(f"{source}: key '{dotted}': {err['msg'].lower()} (got {got}).")
-    return ProfileError("\n".join(lines), "Fix the profile, then check it with 'hpcjupyter sites check'.")
+            if err["type"] == "value_error":  # our own validators: the message shows the value
+                problem = err["msg"].removeprefix("Value error, ")
+            else:
+                problem = f"{err['msg'][:1].lower()}{err['msg'][1:]} (got {err.get('input')!r})"
+            lines.append(f"{source}: key '{dotted}': {problem}.{_closest_choice(err)}")
+    return ProfileError("\n".join(lines), f"Fix the {what}, then check it with 'hpcjupyter sites check'.")
 
 
-def _nearest_origin(origins: Origins, dotted: str) -> str | None:
+def _source(origins: Origins, dotted: str, fallback: str) -> str:
+    """The file that set ``dotted``, else the file that set its nearest neighbour, else ``fallback``."""
+    if dotted in origins:
+        return origins[dotted]
     parts = dotted.split(".")
-    while parts:
+    while len(parts) > 1:
         parts.pop()
-        prefix = ".".join(parts)
-        hits = [v for k, v in origins.items() if k.startswith(prefix + ".")] if prefix else []
+        prefix = ".".join(parts) + "."
+        hits = [v for k, v in origins.items() if k.startswith(prefix)]
         if hits:
             return hits[-1]
-    return None
+    return fallback
+
+
+def _closest_choice(err: Any) -> str:
+    """For a value outside a fixed set ('slrum'), the choice it was probably meant to be."""
+    if err["type"] != "literal_error" or not isinstance(err.get("input"), str):
+        return ""
+    choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
+    close = difflib.get_close_matches(err["input"], choices, n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 def _did_you_mean(model: type[BaseModel], loc: list[str]) -> str:

@@ -8,6 +8,7 @@ documented as such.
 from __future__ import annotations
 
 import getpass
+import re
 import shlex
 from functools import lru_cache
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from hpcjupyter import paths
 from hpcjupyter.errors import RequestError
 from hpcjupyter.request import Request
-from hpcjupyter.schema import Profile
+from hpcjupyter.schema import DIRECTIVE_PATH, PLACEHOLDER, SCHEDULER_NAME, USER_NAME, Profile
 
 
 def quote(value: Any) -> str:
@@ -36,16 +37,50 @@ def quote_path(value: Any) -> str:
     return quote(text)
 
 
+def directive_path(value: Any) -> str:
+    """A path for a scheduler directive, which no scheduler unquotes: it must need no quoting."""
+    text = str(value)
+    if not DIRECTIVE_PATH.match(text):
+        raise RequestError(
+            f"path {text!r} cannot go into a scheduler directive (#SBATCH/#PBS lines are not shell).",
+            "Use a remote_dir and user name made of letters, digits and _ . / @ + - only.",
+        )
+    return text
+
+
+def pbs_size(megabytes: int) -> str:
+    """PBS Pro's memory spelling: whole gigabytes as 'gb' (the sites' docs use it), else 'mb'."""
+    return f"{megabytes // 1024}gb" if megabytes % 1024 == 0 else f"{megabytes}mb"
+
+
+def plain(value: Any) -> str:
+    """A name for a scheduler directive, which no scheduler unquotes: it must need no quoting."""
+    text = str(value)
+    if not SCHEDULER_NAME.match(text):
+        raise RequestError(f"{text!r} cannot go into a scheduler directive (#SBATCH/#PBS lines are not shell).")
+    return text
+
+
 def expand(template: str, profile: Profile, request: Request, user: str | None) -> str:
-    """Fill the {user}, {account} and {state_dir} placeholders of a path."""
-    values = {
-        "user": user or profile.ssh.user or getpass.getuser(),
-        "account": request.account or "",
-        "state_dir": str(paths.state_dir()),
-    }
-    for name, value in values.items():
-        template = template.replace("{" + name + "}", value)
-    return template
+    """Fill the {user}, {account} and {state_dir} placeholders of a path, in one pass."""
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key == "user":
+            return login_name(profile, user)
+        if key == "account":
+            return request.account or ""
+        return str(paths.state_dir()) if key == "state_dir" else match.group(0)
+
+    return PLACEHOLDER.sub(fill, template)
+
+
+def login_name(profile: Profile, user: str | None) -> str:
+    """The cluster user name for {user}: given, else ssh.user, else this machine's user name."""
+    name = user or profile.ssh.user or getpass.getuser()
+    if not USER_NAME.match(name):
+        raise RequestError(f"user name {name!r} cannot be used in a path.", "Set ssh.user to your login name.")
+    return name
 
 
 def job_dir(profile: Profile, request: Request, user: str | None = None) -> str:
@@ -74,6 +109,9 @@ def _environment() -> Any:
     )
     env.filters["q"] = quote
     env.filters["qpath"] = quote_path
+    env.filters["directive_path"] = directive_path
+    env.filters["pbs_size"] = pbs_size
+    env.filters["plain"] = plain
     return env
 
 

@@ -151,3 +151,74 @@ class UserConfig(_Strict):
 
     profile_path: list[str] = Field(default_factory=list)
     sites: dict[str, dict[str, object]] = Field(default_factory=dict)
+
+
+# ---- rules that span keys -----------------------------------------------------------------
+
+PLACEHOLDERS = ("user", "account", "state_dir")
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+# A path that goes into '#SBATCH --output=' or '#PBS -o' unquoted: no spaces or quotes (neither
+# scheduler parses shell quoting), no '%' (Slurm's filename patterns), no ':' (PBS's host:path).
+DIRECTIVE_PATH = re.compile(r"^/[A-Za-z0-9_./@+-]*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Set by the job script itself: a profile overriding them would break the job-side protocol.
+_RESERVED_VARIABLES = re.compile(r"^(HPCJ_.*|JUPYTER_TOKEN|JUPYTER_RUNTIME_DIR)$")
+# Jupyter options the job script sets, or that would put a secret on the command line.
+_RESERVED_JUPYTER_OPTIONS = {"ip", "port", "port_retries", "token", "password", "hashed_password", "no-browser"}
+
+
+def is_absolute_or_home(path: str) -> bool:
+    """Job-side paths must not depend on the directory the scheduler happens to start in."""
+    return path.startswith(("/", "~/", "{state_dir}")) or path == "~"
+
+
+def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
+    """Rules that span keys, as (dotted key, what is wrong and how to fix it)."""
+    problems: list[tuple[str, str]] = []
+    env, job = profile.env, profile.job
+    remote = profile.scheduler != "local" and profile.ssh.transport != "local"
+    if remote and not profile.ssh.host:
+        problems.append(("ssh.host", "required key 'ssh.host' is missing; set the login node's host name."))
+    if remote and profile.ssh.tunnel == "forward" and env.bind == "loopback":
+        problems.append(("env.bind", "key 'env.bind': 'loopback' cannot be reached through a forward tunnel "
+                         "(the login node connects to the compute node); use bind = \"auto\" or tunnel = \"jump\"."))
+    problems += _remote_dir_problems(profile)
+    for key in ("workdir", "conda", "venv"):
+        value = getattr(env, key)
+        if value and not is_absolute_or_home(value):
+            problems.append((f"env.{key}", f"key 'env.{key}' must be an absolute path or start with ~/ (got {value!r})."))
+    for var in env.variables:
+        if not _IDENTIFIER.match(var):
+            problems.append((f"env.variables.{var}", f"key 'env.variables.{var}': not a valid environment variable name (letters, digits, _)."))
+        elif _RESERVED_VARIABLES.match(var):
+            problems.append((f"env.variables.{var}", f"key 'env.variables.{var}': hpcjupyter sets {var} itself; choose another name."))
+    for arg in env.jupyter_args:
+        option = arg.split("=", 1)[0].lstrip("-").rsplit(".", 1)[-1].lower()
+        if arg.startswith("-") and option in _RESERVED_JUPYTER_OPTIONS:
+            problems.append(("env.jupyter_args", f"key 'env.jupyter_args': {arg.split('=', 1)[0]!r} is set by hpcjupyter "
+                             "(port, address and token are chosen on the node); remove it."))
+    if env.conda_env and not env.conda:
+        problems.append(("env.conda_env", "key 'env.conda_env' needs 'env.conda', the conda install prefix (e.g. \"~/miniforge3\")."))
+    if job.memory and not job.allow_memory:
+        problems.append(("job.memory", "key 'job.memory' is set but 'job.allow_memory' is false: this site gives memory with the cores; remove job.memory."))
+    if job.max_hours is not None and job.hours > job.max_hours:
+        problems.append(("job.hours", f"key 'job.hours' ({job.hours:g}) is over 'job.max_hours' ({job.max_hours:g})."))
+    return problems
+
+
+def _remote_dir_problems(profile: Profile) -> list[tuple[str, str]]:
+    remote_dir = profile.env.remote_dir
+    if not remote_dir:
+        return [("env.remote_dir", "required key 'env.remote_dir' is missing; set a directory the compute nodes see.")]
+    problems = []
+    allowed = PLACEHOLDERS if profile.scheduler == "local" else tuple(p for p in PLACEHOLDERS if p != "state_dir")
+    for name in PLACEHOLDER.findall(remote_dir):
+        if name not in allowed:
+            problems.append(("env.remote_dir", f"key 'env.remote_dir': unknown placeholder '{{{name}}}'; use one of "
+                             f"{', '.join('{' + p + '}' for p in allowed)}."))
+    if not remote_dir.startswith(("/", "{state_dir}")):
+        problems.append(("env.remote_dir", f"key 'env.remote_dir' must be an absolute path (got {remote_dir!r})."))
+    elif not problems and profile.scheduler != "local" and not DIRECTIVE_PATH.match(PLACEHOLDER.sub("x", remote_dir)):
+        problems.append(("env.remote_dir", f"key 'env.remote_dir' ({remote_dir!r}) goes into a scheduler directive: "
+                         "use letters, digits and _ . / @ + - only (no spaces or quotes)."))
+    return problems

@@ -167,14 +167,14 @@ def auth_error(label: str, detail: str = "") -> RemoteError:
     )
 
 
-def host_key_changed_error(label: str, detail: str = "") -> RemoteError:
+def host_key_changed_error(label: str, detail: str = "", remove: str = "") -> RemoteError:
     return RemoteError(
         f"The host key of {label} has CHANGED since you last connected{_detail(detail)}. "
         "This happens when a site re-installs its login nodes, but it is also what an attacker "
         "intercepting the connection would look like.",
         "Compare the new fingerprint with the ones the site publishes in its documentation. Only if "
-        "they match, remove the old entry (`ssh-keygen -R HOST`) and connect again. Do not turn off "
-        "host key checking.",
+        f"they match, remove the old entry (`{remove or 'ssh-keygen -R HOST'}`) and connect again. "
+        "Do not turn off host key checking.",
     )
 
 

@@ -133,7 +133,7 @@ def relay_prompts(
             out.ready = True
             return out
         context, prompt = split_prompt(pending)
-        if prompt.strip():
+        if prompt.strip() and not (echo is not None and not context and echo.startswith(prompt)):
             _show(prompter, context)
             secret = is_secret(child, prompt)
             answer = prompter.ask(prompt, secret)

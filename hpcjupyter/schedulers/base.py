@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import os
 import re
 import subprocess
 from dataclasses import dataclass, replace
@@ -187,7 +188,7 @@ def _ask(runner: Runner, query: Query, found: dict[str, JobStatus], wanted: Sequ
         result = runner.run(query.argv, timeout=timeout)
         listed = query.parse(result, query.job_ids)
     except (HpcJupyterError, OSError, subprocess.TimeoutExpired) as exc:  # QueryFailed, RemoteError, timeouts
-        return f"{query.argv[0]} failed: {getattr(exc, 'message', None) or exc}"
+        return f"{os.path.basename(query.argv[0])} failed: {getattr(exc, 'message', None) or exc}"
     for job_id in wanted:
         if job_id not in found:
             match = next((s for k, s in listed.items() if _same_job(job_id, k)), None)

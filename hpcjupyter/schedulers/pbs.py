@@ -93,7 +93,8 @@ def job_status(job_id: str, attrs: Mapping[str, Any]) -> JobStatus:
 def parse_qselect(result: Result, job_ids: Sequence[str] = (), *, name: str = "") -> dict[str, JobStatus]:
     """``qselect`` prints ids only: the state stays UNKNOWN until `lookup` asks qstat."""
     require_answer(result, ())
-    return {line: JobStatus(line, JobState.UNKNOWN, name=name) for line in lines(result.stdout) if re.fullmatch(JOB_ID, line)}
+    ids = [line for line in lines(result.stdout) if re.fullmatch(JOB_ID, line)]
+    return {job_id: JobStatus(job_id, JobState.UNKNOWN, name=name) for job_id in ids}
 
 
 class PBS(Scheduler):

@@ -1,0 +1,76 @@
+"""The `local` remote: this machine is the "login node" (the embedded local site, and tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from hpcjupyter.errors import RemoteError
+from hpcjupyter.remote.base import Prompter, Result, SshTarget
+
+
+class LocalRemote:
+    """Runs argv directly (no shell) and reads/writes files on this machine."""
+
+    def __init__(self, target: SshTarget | None = None, prompter: Prompter | None = None) -> None:
+        self.target = target or SshTarget(site="local", host="localhost", transport="local")
+
+    def connect(self) -> int:
+        return 0
+
+    def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None) -> Result:
+        argv = list(argv)
+        try:
+            proc = subprocess.run(
+                argv,
+                input=stdin,
+                stdin=subprocess.DEVNULL if stdin is None else None,
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                timeout=timeout,
+            )
+        except FileNotFoundError:
+            return Result(127, "", f"{argv[0]}: command not found\n")
+        except PermissionError as exc:
+            return Result(126, "", f"{argv[0]}: {exc.strerror}\n")
+        except subprocess.TimeoutExpired as exc:
+            raise RemoteError(
+                f"A local command did not finish within {timeout:g} s: {' '.join(argv)[:120]}"
+            ) from exc
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def read_file(self, path: str) -> str | None:
+        p = Path(path).expanduser()
+        try:
+            return p.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RemoteError(f"Could not read {p}: {exc.strerror}.") from exc
+
+    def write_file(self, path: str, text: str, mode: int = 0o600) -> None:
+        """Atomic and private from the first byte: a temporary file made 0600, then renamed."""
+        p = Path(path).expanduser()
+        try:
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.chmod(tmp, mode)
+                os.replace(tmp, p)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise RemoteError(
+                f"Could not write {p}: {exc.strerror}.",
+                "Check that the directory exists and that you may write to it.",
+            ) from exc
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,74 @@
+"""The ``local`` scheduler: background processes on this machine, run by `hpcjupyter.localjob`."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Sequence
+
+from hpcjupyter import localjob
+from hpcjupyter.remote.base import Result
+from hpcjupyter.schedulers.base import (
+    JobState,
+    JobStatus,
+    Query,
+    QueryFailed,
+    Scheduler,
+    classify,
+    lines,
+    require_answer,
+)
+
+STATES: dict[str, JobState] = {
+    localjob.RUNNING: JobState.RUNNING,
+    localjob.EXITED: JobState.ENDED,
+    localjob.CANCELLED: JobState.ENDED,
+    localjob.LOST: JobState.ENDED,
+}
+
+
+def parse_status(result: Result, job_ids: Sequence[str] = ()) -> dict[str, JobStatus]:
+    """One JSON object per line; a job localjob does not know is not listed."""
+    require_answer(result, ())
+    jobs = {}
+    for line in lines(result.stdout):
+        try:
+            job = json.loads(line)
+        except ValueError as exc:
+            raise QueryFailed(f"localjob printed something that is not JSON: {line[:200]}") from exc
+        native, state = classify(STATES, job["state"])
+        jobs[job["job_id"]] = JobStatus(
+            job_id=job["job_id"],
+            state=state,
+            native_state=native,
+            reason=job.get("reason", ""),
+            node=job.get("node", ""),
+            time_used=job.get("time_used", ""),
+            exit_status=job.get("exit_status", ""),
+            name=job.get("name", ""),
+        )
+    return jobs
+
+
+class Local(Scheduler):
+    name = "local"
+    states = STATES
+    job_id_line = re.compile(f"(?P<id>{localjob.JOB_ID.pattern})")
+    gone = ()
+
+    def submit_argv(self, script_path: str, job_name: str | None = None) -> list[str]:
+        return _localjob("submit", script_path, *(["--name", job_name] if job_name else []))
+
+    def status_queries(self, job_ids: Sequence[str]) -> list[Query]:
+        return [Query(_localjob("status", *job_ids), parse_status, tuple(job_ids))]
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return _localjob("cancel", *job_ids)
+
+    def find_by_name_query(self, name: str) -> Query:
+        return Query(_localjob("status", "--name", name), parse_status)
+
+
+def _localjob(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hpcjupyter.localjob", *args]
