@@ -343,7 +343,7 @@ def status(
     """
     ui = _ui()
     try:
-        from hpcjupyter.schedulers import lookup
+        from hpcjupyter.schedulers import NOT_KNOWN, lookup
         from hpcjupyter.schedulers.base import JobState
 
         site_obj = _site(site, ui)
@@ -354,7 +354,7 @@ def status(
                 f"{': ' + found.reason if found is not None and found.reason else ''}.",
                 "Check the job id; if the cluster is busy, try again in a minute.",
             )
-        if found.state is JobState.ENDED and found.reason == "no longer known to the scheduler" and not found.native_state:
+        if found.state is JobState.ENDED and found.reason == NOT_KNOWN and not found.native_state:
             raise HpcJupyterError(f"job {job_id} is not known to the scheduler on {site}.",
                                   "Check the job id (and the site).")
         data = {"job_id": job_id, "site": site, "state": found.state.name, "native_state": found.native_state,

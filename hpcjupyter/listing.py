@@ -43,8 +43,7 @@ def _recover(site: Any, session: sessions.Session) -> None:
     if found:
         with sessions.updating(session.site, session.session_id) as saved:
             saved.job_id = found[0].job_id
-            saved.state = found[0].state.name
-        session.job_id, session.state = found[0].job_id, found[0].state.name
+        session.job_id = found[0].job_id
 
 
 def refresh(show_all: bool, open_site: Callable[[str], Any], ui: Any) -> list[sessions.Session]:
