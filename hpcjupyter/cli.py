@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import typer
 
 from hpcjupyter import __version__
+from hpcjupyter.cli_common import OPTIONS, fail, make_ui, open_site_for, print_json, profiles
+from hpcjupyter.cli_sites import sites_app
 from hpcjupyter.errors import HpcJupyterError
 
 app = typer.Typer(
@@ -19,19 +20,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-sites_app = typer.Typer(help="List, show and check site profiles.", no_args_is_help=True)
 app.add_typer(sites_app, name="sites")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"hpcjupyter {__version__}")
         raise typer.Exit()
-
-
-_OPTIONS: dict[str, bool] = {"quiet": False, "verbose": False}
 
 
 @app.callback()
@@ -41,20 +35,7 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the ssh and scheduler commands run."),
 ) -> None:
     """JupyterLab on an HPC compute node, in your laptop's browser, with one command."""
-    _OPTIONS.update(quiet=quiet, verbose=verbose)
-
-
-def _ui() -> Any:
-    from hpcjupyter.ui import UI
-
-    return UI(quiet=_OPTIONS["quiet"], verbose=_OPTIONS["verbose"])
-
-
-def _site(name: str, ui: Any) -> Any:
-    from hpcjupyter.site import open_site
-    from hpcjupyter.ui import TerminalPrompter
-
-    return open_site(name, TerminalPrompter(ui))
+    OPTIONS.update(quiet=quiet, verbose=verbose)
 
 
 def _session_for(job_id: str, site_name: str | None, ui: Any) -> tuple[Any, Any]:
@@ -63,7 +44,7 @@ def _session_for(job_id: str, site_name: str | None, ui: Any) -> tuple[Any, Any]
 
     session = sessions.find(job_id, site_name)
     if session is not None:
-        return session, _site(session.site, ui)
+        return session, open_site_for(session.site, ui)
     if site_name is None:
         raise HpcJupyterError(
             f"no session with job id {job_id} is recorded on this machine.",
@@ -71,84 +52,8 @@ def _session_for(job_id: str, site_name: str | None, ui: Any) -> tuple[Any, Any]
         )
     from hpcjupyter.adopt import adopt
 
-    site = _site(site_name, ui)
+    site = open_site_for(site_name, ui)
     return adopt(site, job_id), site
-
-
-def fail(error: HpcJupyterError) -> None:
-    """Print one clear paragraph on stderr and exit non-zero."""
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(error.exit_code)
-
-
-def _profiles() -> Any:
-    from hpcjupyter.profiles import ProfileSet
-
-    found = ProfileSet.discover()
-    for warning in found.warnings:
-        typer.echo(warning, err=True)
-    return found
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-# ---- sites -------------------------------------------------------------------------------
-
-
-@sites_app.command("list")
-def sites_list(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
-    """List every site profile found on the search path.
-
-    Example: hpcjupyter sites list
-    """
-    try:
-        found = _profiles()
-        rows = []
-        for name in found.names():
-            files = found.files_for(name)
-            try:
-                profile, _ = found.load(name)
-                rows.append({"name": name, "scheduler": profile.scheduler, "description": profile.description,
-                             "files": [str(f) for f in files], "error": ""})
-            except HpcJupyterError as exc:
-                rows.append({"name": name, "scheduler": "?", "description": "", "files": [str(f) for f in files],
-                             "error": str(exc)})
-    except HpcJupyterError as exc:
-        fail(exc)
-        return
-    if as_json:
-        _print_json(rows)
-        return
-    width = max((len(r["name"]) for r in rows), default=4)
-    for row in rows:
-        text = row["description"] if not row["error"] else "INVALID: run 'hpcjupyter sites check " + row["name"] + "'"
-        typer.echo(f"{row['name']:<{width}}  {row['scheduler']:<6}  {text}")
-
-
-@sites_app.command("show")
-def sites_show(
-    name: str = typer.Argument(..., help="Site name, e.g. archer2."),
-    origin: bool = typer.Option(False, "--origin", help="Show which file set each value."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
-) -> None:
-    """Print the merged profile of one site (built-in, group and personal layers combined).
-
-    Example: hpcjupyter sites show archer2 --origin
-    """
-    try:
-        profile, origins = _profiles().load(name)
-    except HpcJupyterError as exc:
-        fail(exc)
-        return
-    data = profile.model_dump(mode="json")
-    if as_json:
-        _print_json({"profile": data, "origins": origins} if origin else data)
-        return
-    from hpcjupyter.showprofile import format_profile
-
-    typer.echo(format_profile(data, origins if origin else None))
 
 
 # ---- submit ------------------------------------------------------------------------------
@@ -187,7 +92,7 @@ def submit(
         from hpcjupyter.render import render
         from hpcjupyter.request import build_request
 
-        profile, _ = _profiles().load(site)
+        profile, _ = profiles().load(site)
         request = build_request(profile, flags)
         script = render(profile, request)
         if dry_run:
@@ -195,11 +100,11 @@ def submit(
             return
         from hpcjupyter.submitting import submit as submit_job
 
-        ui = _ui()
-        site_obj = _site(site, ui)
+        ui = make_ui()
+        site_obj = open_site_for(site, ui)
         session = submit_job(site_obj, request)
         if as_json:
-            _print_json({"site": site, "job_id": session.job_id, "script": f"{session.job_dir}/job.sh"})
+            print_json({"site": site, "job_id": session.job_id, "script": f"{session.job_dir}/job.sh"})
         else:
             ui.info(f"submitted job {session.job_id} to {site} (job directory {session.job_dir})")
         if not connect_after:
@@ -286,7 +191,7 @@ def connect(
 
     Example: hpcjupyter connect 123456
     """
-    ui = _ui()
+    ui = make_ui()
     try:
         session, site_obj = _session_for(job_id, site, ui)
         raise typer.Exit(_connect(site_obj, session, ui, local_port, timeout, not no_browser, cancel_on_exit))
@@ -303,7 +208,7 @@ def cancel(
 
     Example: hpcjupyter cancel 123456
     """
-    ui = _ui()
+    ui = make_ui()
     try:
         session, site_obj = _session_for(job_id, site, ui)
         _cancel(site_obj, session, ui)
@@ -321,7 +226,7 @@ def logs(
 
     Example: hpcjupyter logs 123456 --follow
     """
-    ui = _ui()
+    ui = make_ui()
     try:
         session, site_obj = _session_for(job_id, site, ui)
         from hpcjupyter.joblog import show_log
@@ -341,12 +246,12 @@ def status(
 
     Example: hpcjupyter status 123456 --site archer2 --json
     """
-    ui = _ui()
+    ui = make_ui()
     try:
         from hpcjupyter.schedulers import NOT_KNOWN, lookup
         from hpcjupyter.schedulers.base import JobState
 
-        site_obj = _site(site, ui)
+        site_obj = open_site_for(site, ui)
         found = lookup(site_obj.scheduler, site_obj.remote, [job_id]).get(job_id)
         if found is None or found.state is JobState.UNKNOWN:
             raise HpcJupyterError(
@@ -362,7 +267,7 @@ def status(
                 "time_limit": found.time_limit, "start_estimate": found.start_estimate,
                 "exit_status": found.exit_status}
         if as_json:
-            _print_json(data)
+            print_json(data)
         else:
             for key, value in data.items():
                 if value:
@@ -380,16 +285,16 @@ def list_sessions(
 
     Example: hpcjupyter ls
     """
-    ui = _ui()
+    ui = make_ui()
     try:
         from hpcjupyter.listing import refresh, rows
 
-        current = refresh(show_all, lambda name: _site(name, ui), ui)
+        current = refresh(show_all, lambda name: open_site_for(name, ui), ui)
     except HpcJupyterError as exc:
         fail(exc)
         return
     if as_json:
-        _print_json([vars(s) for s in current])
+        print_json([vars(s) for s in current])
         return
     if not current:
         ui.info("no sessions; start one with: hpcjupyter submit --site NAME")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcjupyter.remote.base import Result
-from hpcjupyter.schedulers import Scheduler, get_scheduler
+from hpcjupyter.schedulers import Scheduler
 from hpcjupyter.schema import Profile
 
 
@@ -51,15 +51,3 @@ class Site:
         if self._remote is not None:
             self._remote.close()
 
-
-def open_site(name: str, prompter: Any = None) -> Site:
-    """Load the site's profile (all layers) and build its adapter; no connection yet."""
-    from hpcjupyter.profiles import ProfileSet
-
-    found = ProfileSet.discover()
-    for warning in found.warnings:
-        import sys
-
-        print(warning, file=sys.stderr)
-    profile, origins = found.load(name)
-    return Site(profile=profile, origins=origins, scheduler=get_scheduler(profile.scheduler), prompter=prompter)

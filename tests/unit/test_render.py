@@ -1,0 +1,464 @@
+"""Rendered batch scripts: syntax (bash -n, shellcheck), the sites' rules, injection, and the
+job-side protocol run for real with bash (a fake Jupyter, and real JupyterLab when installed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from test_profiles import Sandbox, sandbox  # noqa: F401  (the fixture)
+
+from hpcjupyter.errors import HpcJupyterError, RequestError
+from hpcjupyter.render import bind_mode, job_dir, render
+from hpcjupyter.request import build_request
+from hpcjupyter.schema import Profile
+
+SESSION = "20261123-120000-abc123"
+USER = "tester"
+
+
+def script_for(sandbox: Sandbox, site: str, overrides: str = "", flags: dict[str, Any] | None = None) -> str:
+    profile = sandbox.personal(site, overrides)
+    return render(profile, build_request(profile, flags or {}, SESSION), USER)
+
+
+def lines(script: str) -> list[str]:
+    return script.splitlines()
+
+
+# ---- syntax of every built-in profile and its variants -------------------------------------
+
+VARIANTS = [
+    ("archer2", "archer2", 'job.account = "e123"', {}),
+    ("cirrus", "cirrus", 'job.account = "t01"', {}),
+    ("imperial-cx3", "imperial-cx3", "", {}),
+    ("local", "local", "", {}),
+    ("conda-env", "imperial-cx3", 'env.conda_env = "ml"', {}),
+    ("conda-flag", "local", 'env.conda = "/opt/miniforge3"', {"conda_env": "torch"}),
+    ("venv", "cirrus", 'job.account = "t01"\nenv.venv = "/epccfs/t01/t01/{user}/venv"', {}),
+    ("modules-gpus", "archer2", 'job.account = "e123"\nenv.modules = ["PrgEnv-gnu", "cray-python"]',
+     {"partition": "gpu", "qos": "gpu-shd", "gpus": 1}),
+    ("pbs-gpus-memory", "imperial-cx3", "", {"gpus": 1, "memory": "1.5G", "queue": "gpu72", "account": "p1"}),
+    ("workdir-home", "archer2", 'job.account = "e123"', {"workdir": "~/notebooks"}),
+    ("workdir-spaces", "local", "", {"workdir": "/tmp/my notebooks/it's here"}),
+    ("jump", "imperial-cx3", 'ssh.tunnel = "jump"', {}),
+    ("bind-all", "local", 'env.bind = "all"', {}),
+    ("no-login-shell", "archer2", 'job.account = "e123"\nenv.login_shell = false', {}),
+    ("login-shell-pbs", "imperial-cx3", "env.login_shell = true", {}),
+    ("extras", "local", 'env.variables = { A = "x y", B = "$HOME" }\nenv.jupyter = "notebook"\n'
+     'env.jupyter_args = ["--ServerApp.base_url=/x/", "--notebook-dir=/tmp"]', {}),
+]
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.parametrize("site, overrides, flags", [v[1:] for v in VARIANTS], ids=[v[0] for v in VARIANTS])
+def test_script_passes_bash_n_and_shellcheck(sandbox: Sandbox, site: str, overrides: str, flags: dict[str, Any]) -> None:
+    path = sandbox.root / "job.sh"
+    path.write_text(script_for(sandbox, site, overrides, flags))
+    syntax = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+    check = subprocess.run(["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+
+
+# ---- what each site's script says ----------------------------------------------------------
+
+
+def test_archer2_follows_the_site_rules(sandbox: Sandbox) -> None:
+    script = script_for(sandbox, "archer2", flags={"hours": 2, "account": "e123"})
+    text = lines(script)
+    assert text[0] == "#!/bin/bash --login"
+    for line in ("#SBATCH --time=02:00:00", "#SBATCH --account=e123", "#SBATCH --partition=serial",
+                 "#SBATCH --qos=serial", "#SBATCH --export=none", "#SBATCH --job-name=hpcj-" + SESSION,
+                 f"#SBATCH --output=/work/e123/e123/{USER}/hpcjupyter/{SESSION}/slurm-%j.out",
+                 "module restore", "module load cray-python", 'HPCJ_IP="$(hostname)"'):
+        assert line in text, line
+    assert "module purge" not in script
+    assert text.index("module restore") < text.index("module load cray-python")
+
+
+def test_imperial_cx3_is_pbs_with_select_and_no_queue(sandbox: Sandbox) -> None:
+    text = lines(script_for(sandbox, "imperial-cx3", flags={"hours": 2}))
+    assert "#PBS -l walltime=02:00:00" in text
+    assert "#PBS -l select=1:ncpus=8:mem=32gb" in text
+    assert not any(line.startswith("#PBS -q") for line in text)
+    assert f"#PBS -o /rds/general/user/{USER}/home/hpcjupyter/{SESSION}/pbs.out" in text
+    assert 'eval "$("$HOME"/miniforge3/bin/conda shell.bash hook)"' in text
+    gpu = lines(script_for(sandbox, "imperial-cx3", flags={"gpus": 2, "memory": "1.5G", "cpus": 4}))
+    assert "#PBS -l select=1:ncpus=4:mem=1536mb:ngpus=2" in gpu
+
+
+def test_cirrus_never_asks_for_memory(sandbox: Sandbox) -> None:
+    script = script_for(sandbox, "cirrus", 'job.account = "t01"')
+    assert "--mem" not in script
+    assert "#SBATCH --cpus-per-task=8" in lines(script)
+    assert "module restore" in lines(script) and "module purge" not in script
+    assert f"/epccfs/t01/t01/{USER}/hpcjupyter/{SESSION}" in script
+
+
+def test_local_has_no_scheduler_header(sandbox: Sandbox) -> None:
+    script = script_for(sandbox, "local")
+    assert "#SBATCH" not in script and "#PBS" not in script
+    assert f"HPCJ_JOB_DIR={sandbox.state}/jobs/{SESSION}" in lines(script)
+    assert "HPCJ_IP=127.0.0.1" in lines(script)
+
+
+def test_jupyter_line_and_token_handling(sandbox: Sandbox) -> None:
+    script = script_for(sandbox, "archer2", 'job.account = "e123"')
+    text = lines(script)
+    start = next(i for i, line in enumerate(text) if line.startswith("jupyter "))
+    command = " ".join(text[start:start + 2])
+    for part in ("--no-browser", "--port=0", "--ServerApp.port_retries=0", '--ip="$HPCJ_IP"'):
+        assert part in command
+    # The token is made by od on the node and reaches Jupyter only through the environment.
+    assert 'JUPYTER_TOKEN="$(od -An -N24 -tx1 /dev/urandom | tr -d \' \\n\')"' in text
+    assert "export JUPYTER_TOKEN" in text
+    token_lines = [line for line in text if "TOKEN" in line.upper() and not line.lstrip().startswith("#")]
+    assert all("JUPYTER_TOKEN" in line for line in token_lines)
+    assert not any("$JUPYTER_TOKEN" in line or "${JUPYTER_TOKEN" in line for line in text)
+    assert 'export JUPYTER_RUNTIME_DIR="$HPCJ_JOB_DIR/runtime"' in text
+    assert f"HPCJ_JOB_DIR=/work/e123/e123/{USER}/hpcjupyter/{SESSION}" in text
+
+
+def test_workdir_home_is_the_jobs_home_after_setup(sandbox: Sandbox) -> None:
+    text = lines(script_for(sandbox, "archer2", 'job.account = "e123"', {"workdir": "~/notebooks"}))
+    assert 'cd "$HOME"/notebooks' in text
+    assert text.index('cd "$HOME"/notebooks') > text.index('export HOME="${HOME/home/work}"')
+    default = lines(script_for(sandbox, "archer2", 'job.account = "e123"'))
+    assert 'cd "$HPCJ_JOB_DIR"' in default
+
+
+def test_tunnel_shape_chooses_where_jupyter_listens(sandbox: Sandbox) -> None:
+    jump = sandbox.personal("imperial-cx3", 'ssh.tunnel = "jump"')
+    assert bind_mode(jump) == "loopback"
+    assert bind_mode(sandbox.personal("imperial-cx3")) == "hostname"
+    assert bind_mode(sandbox.personal("local")) == "loopback"
+    assert bind_mode(sandbox.personal("local", 'env.bind = "all"')) == "all"
+    assert "HPCJ_IP=127.0.0.1" in lines(render(jump, build_request(jump, {}, SESSION), USER))
+
+
+def test_render_is_pure(sandbox: Sandbox) -> None:
+    profile = sandbox.personal("cirrus", 'job.account = "t01"')
+    request = build_request(profile, {}, SESSION)
+    assert render(profile, request, USER) == render(profile, request, USER)
+    assert job_dir(profile, request, USER) == f"/epccfs/t01/t01/{USER}/hpcjupyter/{SESSION}"
+
+
+def test_ssh_user_fills_user_placeholder(sandbox: Sandbox) -> None:
+    profile = sandbox.personal("imperial-cx3", 'ssh.user = "abc123"')
+    assert job_dir(profile, build_request(profile, {}, SESSION)) == f"/rds/general/user/abc123/home/hpcjupyter/{SESSION}"
+
+
+# ---- running rendered scripts --------------------------------------------------------------
+
+FAKE_JUPYTER = """\
+#!{python}
+# A stand-in for 'jupyter lab': records what it was given, then behaves as FAKE_JUPYTER says.
+import json, os, signal, sys, time
+with open(os.environ["FAKE_JUPYTER_RECORD"], "w") as handle:
+    json.dump({{"argv": sys.argv, "token": os.environ.get("JUPYTER_TOKEN"), "pid": os.getpid()}}, handle)
+mode = os.environ.get("FAKE_JUPYTER", "exit:0")
+if mode.startswith("exit:"):
+    sys.exit(int(mode[5:]))
+runtime = os.path.join(os.environ["JUPYTER_RUNTIME_DIR"], "jpserver-%d.json" % os.getpid())
+def stop(*_):
+    os.remove(runtime)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+with open(runtime, "w") as handle:
+    json.dump({{"port": 43210, "hostname": "127.0.0.1", "base_url": "/", "pid": os.getpid(),
+               "version": "2.99-fake", "token": ""}}, handle)
+while True:
+    time.sleep(1)
+"""
+
+
+def make_stubs(root: Path) -> Path:
+    """A bin dir with a fake jupyter, and a 'module' that accepts anything (as on a cluster)."""
+    bin_dir = root / "stub-bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "jupyter").write_text(FAKE_JUPYTER.format(python=sys.executable))
+    (bin_dir / "module").write_text("#!/bin/sh\nexit 0\n")
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    return bin_dir
+
+
+def make_conda(prefix: Path) -> Path:
+    """A fake conda install whose shell hook defines a 'conda' function that accepts anything."""
+    (prefix / "bin").mkdir(parents=True, exist_ok=True)
+    conda = prefix / "bin" / "conda"
+    conda.write_text("#!/bin/sh\necho 'conda() { :; }'\n")
+    conda.chmod(0o755)
+    return prefix
+
+
+def make_venv(prefix: Path) -> Path:
+    (prefix / "bin").mkdir(parents=True, exist_ok=True)
+    (prefix / "bin" / "activate").write_text(": activated\n")
+    return prefix
+
+
+def job_env(root: Path, extra_path: str = "", **extra: str) -> dict[str, str]:
+    """The environment a job starts with: stubs first on PATH, a tmp HOME, no scheduler's ids."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_", "JUPYTER", "HPCJ"))}
+    path = f"{make_stubs(root)}:{extra_path + ':' if extra_path else ''}{os.environ['PATH']}"
+    env.update(PATH=path, HOME=str(root / "home"), HPCJ_LOCAL_JOB_ID="local-test-1",
+               FAKE_JUPYTER_RECORD=str(root / "jupyter-record.json"), **extra)
+    (root / "home").mkdir(exist_ok=True)
+    return env
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Scripts started by a test; each leads its own process group, killed at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def start(root: Path, script: str, env: dict[str, str], started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    path = root / "job.sh"
+    path.write_text(script)
+    (root / "cwd").mkdir(exist_ok=True)
+    proc = subprocess.Popen(["bash", str(path)], env=env, cwd=root / "cwd", start_new_session=True)
+    started.append(proc)
+    return proc
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+# ---- injection -----------------------------------------------------------------------------
+
+HOSTILE = [
+    "x'; touch {P}; '",
+    "$(touch {P})",
+    "`touch {P}`",
+    "a;touch {P}",
+    "a&&touch {P}",
+    '"; touch {P}; "',
+    "a\ntouch {P}",
+]
+
+
+def toml(value: str) -> str:
+    """A TOML basic string (JSON's escaping is valid TOML)."""
+    return json.dumps(value)
+
+
+# (id, site, [sites.SITE] overrides, flags, "refuse" if no value may pass, else "inert").
+# Paths put the hostile text inside a directory name that the test creates, so the script
+# really runs through its setup into (fake) Jupyter. Sites 'inj-*' are set up below with a
+# tmp remote_dir and fake conda; env.setup is exempt: its lines are documented shell code that
+# the user's own site profile runs on the cluster.
+TARGETS: list[tuple[str, str, Callable[[str, Path], str], Callable[[str, Path], dict[str, Any]], str]] = [
+    ("flag-account", "inj-slurm", lambda h, t: "", lambda h, t: {"account": h}, "refuse"),
+    ("flag-partition", "inj-slurm", lambda h, t: "", lambda h, t: {"partition": h}, "refuse"),
+    ("flag-qos", "inj-slurm", lambda h, t: "", lambda h, t: {"qos": h}, "refuse"),
+    ("flag-queue", "inj-pbs", lambda h, t: "", lambda h, t: {"queue": h}, "refuse"),
+    ("flag-conda-env", "inj-local", lambda h, t: "", lambda h, t: {"conda_env": h}, "inert"),
+    ("flag-workdir", "inj-local", lambda h, t: "", lambda h, t: {"workdir": f"{t}/wd/{h}"}, "inert"),
+    ("ssh.user", "inj-slurm", lambda h, t: f"ssh.user = {toml(h)}", lambda h, t: {}, "refuse"),
+    ("ssh.host", "inj-slurm", lambda h, t: f"ssh.host = {toml(h)}", lambda h, t: {}, "refuse"),
+    ("job.account", "inj-slurm", lambda h, t: f"job.account = {toml(h)}", lambda h, t: {}, "refuse"),
+    ("job.partition", "inj-slurm", lambda h, t: f"job.partition = {toml(h)}", lambda h, t: {}, "refuse"),
+    ("job.qos", "inj-slurm", lambda h, t: f"job.qos = {toml(h)}", lambda h, t: {}, "refuse"),
+    ("job.queue", "inj-pbs", lambda h, t: f"job.queue = {toml(h)}", lambda h, t: {}, "refuse"),
+    ("remote_dir-slurm", "inj-slurm", lambda h, t: f"env.remote_dir = {toml(f'{t}/jobs/{h}')}", lambda h, t: {}, "refuse"),
+    ("remote_dir-local", "inj-local", lambda h, t: f"env.remote_dir = {toml('{state_dir}/' + h)}", lambda h, t: {}, "inert"),
+    ("env.conda", "inj-local", lambda h, t: f"env.conda = {toml(str(make_conda(t / ('conda' + h))))}", lambda h, t: {}, "inert"),
+    ("env.conda_env", "inj-pbs", lambda h, t: f"env.conda_env = {toml(h)}", lambda h, t: {}, "inert"),
+    ("env.venv", "inj-local", lambda h, t: f"env.venv = {toml(str(make_venv(t / ('venv' + h))))}", lambda h, t: {}, "inert"),
+    ("env.modules", "inj-slurm", lambda h, t: f"env.modules = [{toml(h)}]", lambda h, t: {}, "inert"),
+    ("env.variables", "inj-local", lambda h, t: f"env.variables = {{ X = {toml(h)} }}", lambda h, t: {}, "inert"),
+    ("env.jupyter_args", "inj-local", lambda h, t: f"env.jupyter_args = [{toml(h)}]", lambda h, t: {}, "inert"),
+    ("directives-slurm", "inj-slurm", lambda h, t: f"job.directives = [{toml(h)}]", lambda h, t: {}, "inert"),
+    ("directives-pbs", "inj-pbs", lambda h, t: f"job.directives = [{toml(h)}]", lambda h, t: {}, "inert"),
+]
+
+
+def injection_sites(sandbox: Sandbox) -> None:
+    """Built-in sites with a tmp remote_dir and a fake conda, so their scripts run here."""
+    conda = make_conda(sandbox.root / "conda")
+    jobs = f'[env]\nremote_dir = "{sandbox.root}/jobs/{{user}}"\n'
+    sandbox.profile("inj-local", f'extends = "local"\n[env]\nconda = "{conda}"\n')
+    sandbox.profile("inj-slurm", f'extends = "archer2"\n[ssh]\nuser = "{USER}"\n[job]\naccount = "e123"\n{jobs}')
+    sandbox.profile("inj-pbs", f'extends = "imperial-cx3"\n[ssh]\nuser = "{USER}"\n{jobs}conda = "{conda}"\n')
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=range(len(HOSTILE)))
+@pytest.mark.parametrize("target, site, overrides, flags, kind", TARGETS, ids=[t[0] for t in TARGETS])
+def test_hostile_values_are_refused_or_inert(
+    sandbox: Sandbox, target: str, site: str, overrides: Callable[[str, Path], str],
+    flags: Callable[[str, Path], dict[str, Any]], kind: str, hostile: str,
+) -> None:
+    marker = sandbox.root / "pwned"
+    value = hostile.format(P=marker)
+    injection_sites(sandbox)
+    try:
+        given = flags(value, sandbox.root)
+        if "workdir" in given:
+            Path(given["workdir"]).mkdir(parents=True)
+        profile = sandbox.personal(site, overrides(value, sandbox.root))
+        script = render(profile, build_request(profile, given, SESSION), USER)
+    except HpcJupyterError as refused:
+        assert kind == "refuse" or "\n" in value, f"{target} refused a value it should carry inertly: {refused}"
+        assert str(refused).strip() and "Traceback" not in str(refused)
+        return
+    assert kind == "inert" and "\n" not in value, f"{target} accepted {value!r}"
+    env = job_env(sandbox.root)
+    proc = subprocess.run(["bash", "-c", script], env=env, cwd=sandbox.root, capture_output=True, timeout=60)
+    assert not marker.exists(), f"{target}: {value!r} ran as shell code"
+    assert not [p for p in sandbox.root.rglob("pwned") if p.is_file()]
+    record = json.loads((sandbox.root / "jupyter-record.json").read_text())  # the setup ran through
+    if target == "env.jupyter_args":
+        assert value in record["argv"]
+    assert proc.returncode == 1  # the fake exits at once: "exited before it was ready"
+
+
+def test_hostile_user_name_is_refused(sandbox: Sandbox) -> None:
+    profile = sandbox.personal("imperial-cx3")
+    request = build_request(profile, {}, SESSION)
+    for user in ("x'; touch P; '", "../../etc", "-oProxyCommand=x", "a b"):
+        with pytest.raises(RequestError, match="cannot be used in a path"):
+            render(profile, request, user)
+
+
+# ---- the job-side protocol, for real -------------------------------------------------------
+
+
+def local_profile(sandbox: Sandbox) -> Profile:
+    return sandbox.personal("local")
+
+
+def test_protocol_with_a_fake_jupyter(sandbox: Sandbox, started: list[subprocess.Popen[bytes]]) -> None:
+    profile = local_profile(sandbox)
+    request = build_request(profile, {}, SESSION)
+    directory = Path(job_dir(profile, request))
+    env = job_env(sandbox.root, FAKE_JUPYTER="serve")
+    proc = start(sandbox.root, render(profile, request), env, started)
+    connection, log = directory / "connection.json", directory / "job.log"
+    wait_for(lambda: log.exists() and "HPCJUPYTER_READY" in log.read_text(), 20, "the ready marker")
+
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(connection.stat().st_mode) == 0o600
+    record = json.loads((sandbox.root / "jupyter-record.json").read_text())
+    token = record["token"]
+    assert len(token) == 48 and int(token, 16) >= 0
+    data = json.loads(connection.read_text())
+    assert (data["token"], data["port"], data["host"], data["job_id"]) == (token, 43210, "127.0.0.1", "local-test-1")
+    assert data["pid"] == record["pid"] and data["jupyter_server"] == "2.99-fake"
+    ready = [line for line in log.read_text().splitlines() if line.startswith("HPCJUPYTER_READY")]
+    assert len(ready) == 1 and ready[0].startswith("HPCJUPYTER_READY host=127.0.0.1 port=43210 ")
+    assert token not in log.read_text()
+    for part in ("lab", "--no-browser", "--port=0", "--ServerApp.port_retries=0", "--ip=127.0.0.1"):
+        assert part in record["argv"]
+    assert not any(token in cmdline for cmdline in all_cmdlines())
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 143
+    assert not connection.exists()
+    assert not alive(record["pid"])
+    assert "stop requested" in log.read_text()
+
+
+def all_cmdlines() -> list[str]:
+    """Every process's command line on this machine, as another user would see them."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("code, expected", [(1, 1), (0, 1), (3, 3)])
+def test_jupyter_exiting_before_ready_fails_the_job(sandbox: Sandbox, code: int, expected: int) -> None:
+    profile = local_profile(sandbox)
+    request = build_request(profile, {}, SESSION)
+    env = job_env(sandbox.root, FAKE_JUPYTER=f"exit:{code}")
+    proc = subprocess.run(["bash", "-c", render(profile, request)], env=env, timeout=60)
+    assert proc.returncode == expected
+    directory = Path(job_dir(profile, request))
+    assert f"jupyter exited with status {code} before it was ready" in (directory / "job.log").read_text()
+    assert not (directory / "connection.json").exists()
+
+
+def test_jupyter_dying_after_ready_ends_the_job(sandbox: Sandbox, started: list[subprocess.Popen[bytes]]) -> None:
+    profile = local_profile(sandbox)
+    request = build_request(profile, {}, SESSION)
+    directory = Path(job_dir(profile, request))
+    proc = start(sandbox.root, render(profile, request), job_env(sandbox.root, FAKE_JUPYTER="serve"), started)
+    wait_for(lambda: (directory / "connection.json").exists(), 20, "connection.json")
+    os.kill(json.loads((sandbox.root / "jupyter-record.json").read_text())["pid"], signal.SIGKILL)
+    assert proc.wait(timeout=20) == 137
+    assert not (directory / "connection.json").exists()
+    assert "jupyter exited with status 137" in (directory / "job.log").read_text()
+
+
+def test_missing_setup_fails_before_jupyter_with_the_reason_in_the_log(sandbox: Sandbox) -> None:
+    profile = sandbox.personal("local", f'env.venv = "{sandbox.root}/no-such-venv"')
+    request = build_request(profile, {}, SESSION)
+    proc = subprocess.run(["bash", "-c", render(profile, request)], env=job_env(sandbox.root), timeout=60)
+    assert proc.returncode != 0
+    assert "no-such-venv/bin/activate" in (Path(job_dir(profile, request)) / "job.log").read_text()
+    assert not (sandbox.root / "jupyter-record.json").exists()
+
+
+JUPYTER = Path(sys.executable).parent / "jupyter-lab"
+
+
+@pytest.mark.skipif(not JUPYTER.exists(), reason="jupyterlab is not installed in this environment")
+def test_real_jupyterlab_started_by_the_local_script(sandbox: Sandbox, started: list[subprocess.Popen[bytes]]) -> None:
+    profile = local_profile(sandbox)
+    request = build_request(profile, {}, SESSION)
+    directory = Path(job_dir(profile, request))
+    env = job_env(sandbox.root, extra_path=str(JUPYTER.parent))
+    env["PATH"] = env["PATH"].split(":", 1)[1]  # no stubs: the real jupyter
+    proc = start(sandbox.root, render(profile, request), env, started)
+    connection = directory / "connection.json"
+    wait_for(lambda: connection.exists() or proc.poll() is not None, 120, "JupyterLab to start")
+    assert proc.poll() is None, (directory / "job.log").read_text()
+    data = json.loads(connection.read_text())
+    url = f"http://127.0.0.1:{data['port']}/api/status"
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"token {data['token']}"}),
+                                timeout=10) as answer:
+        assert answer.status == 200
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 403
+    log = (directory / "job.log").read_text()
+    assert data["token"] not in log and log.count("HPCJUPYTER_READY") == 1
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert not connection.exists()
