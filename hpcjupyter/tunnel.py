@@ -53,11 +53,20 @@ def free_local_port(preferred: int | None = None) -> int:
         return int(s.getsockname()[1])
 
 
+def _listener_socket() -> socket.socket:
+    """A TCP socket set up the way ssh sets up its forward listeners."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if os.name == "posix":
+        # As ssh does: a port whose old connections linger in TIME_WAIT can be bound again (a
+        # listening port still cannot).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    elif hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows: SO_REUSEADDR would allow port theft
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+    return s
+
+
 def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        if os.name == "posix" and hasattr(socket, "SO_REUSEADDR") and os.uname().sysname == "Linux":
-            # ssh binds its listeners with SO_REUSEADDR: a port in TIME_WAIT is free for it too.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with _listener_socket() as s:
         try:
             s.bind((LOOPBACK, port))
         except OSError:
@@ -203,7 +212,8 @@ class MasterForward(Tunnel):
 
     def close(self) -> None:
         if self.remote.master_alive():
-            # ssh -O cancel exits 0 even when the master refuses; the port check is the truth.
+            # The forward lives in the master, not in any client process: only -O cancel ends
+            # it. (ssh -O cancel exits 0 even when the master refuses, so the status is moot.)
             self._control("cancel")
 
     @property
@@ -237,13 +247,15 @@ class JumpProcess(Tunnel):
         from hpcjupyter.remote.openssh import classify_ssh_error
         from hpcjupyter.remote.prompts import relay_prompts
 
+        if not _bindable(self.local_port):  # else "ready" below would see the other listener
+            raise _forward_failed(self.local_port, "in use")
         self.remote.connect()
         argv = self.argv()
         label = f"{self.node} (through {self.remote.target.label})"
         child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", codec_errors="replace", timeout=None)
         try:
             out = relay_prompts(
-                child, self.remote.prompter, ready=lambda: port_open(self.local_port),
+                child, self.remote.prompter, ready=lambda: child.isalive() and port_open(self.local_port),
                 idle_timeout=CONNECT_TIMEOUT * 4, what=f"ssh to {label}",
             )  # fmt: skip
         except BaseException:
@@ -314,8 +326,7 @@ class Relay(Tunnel):
         self._lock = threading.Lock()
 
     def open(self) -> None:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s = _listener_socket()
         try:
             s.bind((LOOPBACK, self.local_port))
         except OSError as exc:

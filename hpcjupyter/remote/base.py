@@ -82,6 +82,10 @@ class Remote(Runner, Protocol):
     def close(self) -> None: ...
 
 
+_HOME = 'case "$1" in "~/"*) set -- "$HOME/${1#"~/"}";; esac; '
+"""A leading ``~/`` means the remote home, as it would be typed in a shell (the path is quoted)."""
+
+
 def read_file_argv(path: str) -> list[str]:
     """One remote round trip that prints a file, or exits `READ_MISSING` if it is absent.
 
@@ -90,8 +94,9 @@ def read_file_argv(path: str) -> list[str]:
     script POSIX whatever the user's login shell is (csh users exist).
     """
     script = (
-        'ls -- "$(dirname -- "$1")" >/dev/null 2>&1; '
-        f'[ -e "$1" ] || exit {READ_MISSING}; exec cat -- "$1"'
+        _HOME
+        + 'ls -- "$(dirname -- "$1")" >/dev/null 2>&1; '
+        + f'[ -e "$1" ] || exit {READ_MISSING}; exec cat -- "$1"'
     )
     return ["sh", "-c", script, "hpcj-read", path]
 
@@ -103,8 +108,9 @@ def write_file_argv(path: str, mode: int = 0o600) -> list[str]:
     file (the job script is submitted right after it is written).
     """
     script = (
-        'umask 077; t="$1.hpcj-tmp.$$"; '
-        f'cat > "$t" && chmod {mode:o} "$t" && mv -f "$t" "$1" || {{ rm -f "$t"; exit 1; }}'
+        _HOME
+        + 'umask 077; t="$1.hpcj-tmp.$$"; '
+        + f'cat > "$t" && chmod {mode:o} "$t" && mv -f "$t" "$1" || {{ rm -f "$t"; exit 1; }}'
     )
     return ["sh", "-c", script, "hpcj-write", path]
 

@@ -15,6 +15,7 @@ import os
 import shlex
 import socket
 import threading
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 from hpcjupyter.errors import RemoteError
@@ -135,11 +136,23 @@ def _reject_policy() -> Any:
 # --- authentication ---------------------------------------------------------------------------
 
 
-class _Counter:
-    answered = 0
+class _Asker:
+    """The Prompter of a shared connection: counts answers; whichever remote (re)connects sets
+    who is asked."""
+
+    def __init__(self, prompter: Prompter) -> None:
+        self.prompter = prompter
+        self.answered = 0
+
+    def ask(self, prompt_text: str, secret: bool) -> str:
+        self.answered += 1
+        return self.prompter.ask(prompt_text, secret)
+
+    def info(self, text: str) -> None:
+        self.prompter.info(text)
 
 
-def _auth_strategy_factory(prompter: Prompter, counter: _Counter) -> Any:
+def _auth_strategy_factory(asker: Prompter) -> Any:
     """A class fabric instantiates per connection (``authentication.strategy_class``)."""
     from paramiko.auth_strategy import AuthStrategy
 
@@ -149,13 +162,13 @@ def _auth_strategy_factory(prompter: Prompter, counter: _Counter) -> Any:
             self.username = username
 
         def authenticate(self, transport: Any) -> list[Any]:
-            _authenticate(transport, self.username, dict(self.ssh_config), prompter, counter)
+            _authenticate(transport, self.username, dict(self.ssh_config), asker)
             return []
 
     return PromptingAuth
 
 
-def _authenticate(transport: Any, user: str, ssh_config: dict[str, Any], prompter: Prompter, counter: _Counter) -> None:
+def _authenticate(transport: Any, user: str, ssh_config: dict[str, Any], prompter: Prompter) -> None:
     """OpenSSH's order: none, then publickey, keyboard-interactive and password, following the
     server's list of what may come next (so publickey-then-TOTP two-factor works)."""
     from paramiko.ssh_exception import AuthenticationException, BadAuthenticationType
@@ -176,14 +189,13 @@ def _authenticate(transport: Any, user: str, ssh_config: dict[str, Any], prompte
             raise AuthenticationException(f"permission denied ({','.join(allowed) or 'no methods left'})")
         try:
             if method == "publickey":
-                remaining = _try_keys(transport, user, ssh_config, prompter, counter)
+                remaining = _try_keys(transport, user, ssh_config, prompter)
                 if remaining is None:
                     exhausted.add(method)
                     continue
             elif method == "keyboard-interactive":
-                remaining = transport.auth_interactive(user, _kbd_handler(prompter, counter))
+                remaining = transport.auth_interactive(user, _kbd_handler(prompter))
             else:
-                counter.answered += 1
                 password = prompter.ask(f"{user}@{ssh_config.get('hostname', host)}'s password: ", True)
                 remaining = transport.auth_password(user, password, fallback=False)
         except BadAuthenticationType as exc:
@@ -202,25 +214,24 @@ def _authenticate(transport: Any, user: str, ssh_config: dict[str, Any], prompte
             exhausted.add(method)
 
 
-def _kbd_handler(prompter: Prompter, counter: _Counter) -> Any:
+def _kbd_handler(prompter: Prompter) -> Any:
     def handler(title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
         text = "\n".join(s for s in (title, instructions) if s and s.strip())
         if text:
             prompter.info(text)
         answers = []
         for prompt, echo in prompts:
-            counter.answered += 1
             answers.append(prompter.ask(prompt, not echo))
         return answers
 
     return handler
 
 
-def _try_keys(transport: Any, user: str, ssh_config: dict[str, Any], prompter: Prompter, counter: _Counter) -> list[str] | None:
+def _try_keys(transport: Any, user: str, ssh_config: dict[str, Any], prompter: Prompter) -> list[str] | None:
     """Offer agent keys then identity files; the server's remaining methods, or None if all failed."""
     from paramiko.ssh_exception import AuthenticationException, BadAuthenticationType
 
-    for key in _keys(ssh_config, prompter, counter):
+    for key in _keys(ssh_config, prompter):
         try:
             return list(transport.auth_publickey(user, key))
         except BadAuthenticationType:
@@ -230,7 +241,7 @@ def _try_keys(transport: Any, user: str, ssh_config: dict[str, Any], prompter: P
     return None
 
 
-def _keys(ssh_config: dict[str, Any], prompter: Prompter, counter: _Counter) -> Any:
+def _keys(ssh_config: dict[str, Any], prompter: Prompter) -> Any:
     import base64
 
     from paramiko import Agent
@@ -252,12 +263,12 @@ def _keys(ssh_config: dict[str, Any], prompter: Prompter, counter: _Counter) -> 
     finally:
         agent.close()
     for f in files:
-        key = _load_key(f, prompter, counter)
+        key = _load_key(f, prompter)
         if key is not None:
             yield key
 
 
-def _load_key(path: str, prompter: Prompter, counter: _Counter) -> Any:
+def _load_key(path: str, prompter: Prompter) -> Any:
     """A private key from disk, asking for its passphrase as ssh does (empty answer skips it)."""
     from paramiko import PKey
     from paramiko.ssh_exception import PasswordRequiredException, SSHException
@@ -272,7 +283,6 @@ def _load_key(path: str, prompter: Prompter, counter: _Counter) -> Any:
     except (SSHException, ValueError, OSError):
         return None
     for _ in range(MAX_TRIES):
-        counter.answered += 1
         phrase = prompter.ask(f"Enter passphrase for key '{path}': ", True)
         if not phrase:
             return None
@@ -286,10 +296,19 @@ def _load_key(path: str, prompter: Prompter, counter: _Counter) -> Any:
 # --- the remote -------------------------------------------------------------------------------
 
 
+@dataclass
+class _Session:
+    """What one process keeps per target: the connection, hops through it, and who is asked."""
+
+    asker: _Asker
+    conn: Any = None
+    hops: dict[str, Any] = field(default_factory=dict)
+
+
 class FabricRemote:
     """A login node over paramiko; one connection per target per process, shared by all users."""
 
-    _pool: ClassVar[dict[SshTarget, Any]] = {}
+    _sessions: ClassVar[dict[SshTarget, _Session]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, target: SshTarget, prompter: Prompter | None = None) -> None:
@@ -297,15 +316,21 @@ class FabricRemote:
 
         self.target = target
         self.prompter: Prompter = prompter or TerminalPrompter()
-        self._counter = _Counter()
-        self._hops: dict[str, Any] = {}
+
+    @property
+    def _session(self) -> _Session:
+        with self._lock:
+            session = self._sessions.get(self.target)
+            if session is None:
+                session = self._sessions[self.target] = _Session(_Asker(self.prompter))
+            return session
 
     def _config(self) -> Any:
         from fabric import Config
 
         overrides = {
             "timeouts": {"connect": CONNECT_TIMEOUT},
-            "authentication": {"strategy_class": _auth_strategy_factory(self.prompter, self._counter)},
+            "authentication": {"strategy_class": _auth_strategy_factory(self._session.asker)},
         }
         path = os.path.expanduser(self.target.config) if self.target.config else None
         try:
@@ -323,21 +348,24 @@ class FabricRemote:
     @property
     def connection(self) -> Any:
         """The process-wide fabric Connection for this target (not necessarily open)."""
-        with self._lock:
-            conn = self._pool.get(self.target)
-            if conn is None:
-                conn = self._new_connection(self.target.host, self.target.user, self.target.port)
-                self._pool[self.target] = conn
-            return conn
+        session = self._session
+        if session.conn is None:
+            session.conn = self._new_connection(self.target.host, self.target.user, self.target.port)
+        return session.conn
 
     def connect(self) -> int:
         """Log in unless this process already has a live connection; returns prompts answered."""
         conn = self.connection
         if conn.is_connected:
             return 0
-        before = self._counter.answered
-        _open(conn, self.target.label)
-        return self._counter.answered - before
+        return self._open(conn, self.target.label)
+
+    def _open(self, conn: Any, label: str) -> int:
+        asker = self._session.asker
+        asker.prompter = self.prompter
+        before = asker.answered
+        _open_connection(conn, label)
+        return asker.answered - before
 
     def transport(self) -> Any:
         """The live paramiko Transport (logging in again if the connection dropped)."""
@@ -349,15 +377,16 @@ class FabricRemote:
 
         With ``reconnect=False`` (listener threads, which must not prompt) the current transport
         or None."""
-        conn = self._hops.get(node)
+        hops = self._session.hops
+        conn = hops.get(node)
         if not reconnect:
             return conn.transport if conn is not None else None
         if conn is None or not conn.is_connected:
-            login = self.connection
             self.connect()
+            login = self.connection
             conn = self._new_connection(node, login.user, None, gateway=login)
-            _open(conn, f"{node} (through {self.target.label})")
-            self._hops[node] = conn
+            self._open(conn, f"{node} (through {self.target.label})")
+            hops[node] = conn
         return conn.transport
 
     def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None) -> Result:
@@ -368,7 +397,13 @@ class FabricRemote:
         except (SSHException, EOFError, OSError):
             self.connection.close()  # a dead transport: log in again, nothing was sent yet
             chan = self.transport().open_session(timeout=CONNECT_TIMEOUT)
-        return _exec(chan, shlex.join(argv), stdin, timeout, self.target.label)
+        try:
+            return _exec(chan, shlex.join(argv), stdin, timeout, self.target.label)
+        except (SSHException, EOFError, OSError) as exc:
+            raise RemoteError(
+                f"The connection to {self.target.label} was lost while running {argv[0] if argv else 'a command'}: {exc}",
+                "Check your network and try again.",
+            ) from None
 
     def read_file(self, path: str) -> str | None:
         return interpret_read(self.run(read_file_argv(path), timeout=60), path, self.target.label)
@@ -377,14 +412,15 @@ class FabricRemote:
         interpret_write(self.run(write_file_argv(path, mode), stdin=text, timeout=60), path, self.target.label)
 
     def close(self) -> None:
-        """Close this process's connection (and any hops through it)."""
-        for hop in self._hops.values():
-            hop.close()
-        self._hops.clear()
+        """Close this process's connection to the target (and any hops through it)."""
         with self._lock:
-            conn = self._pool.pop(self.target, None)
-        if conn is not None:
-            conn.close()
+            session = self._sessions.pop(self.target, None)
+        if session is None:
+            return
+        for hop in session.hops.values():
+            hop.close()
+        if session.conn is not None:
+            session.conn.close()
 
     disconnect = close
 
@@ -404,7 +440,7 @@ def _harden(conn: Any) -> None:
         conn = conn.gateway
 
 
-def _open(conn: Any, label: str) -> None:
+def _open_connection(conn: Any, label: str) -> None:
     try:
         conn.open()
     except Exception as exc:

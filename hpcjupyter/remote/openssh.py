@@ -69,15 +69,23 @@ def _usable(path: str) -> bool:
     return len(os.fsencode(path)) <= SOCKET_PATH_BUDGET and not re.search(r"[\s%~\"']", path)
 
 
-def control_path(target: SshTarget, base: Path | None = None) -> str:
-    """The per-site socket path: ``<state dir>/cm/<name>``, or ``/tmp/hpcj-<uid>/<name>`` when
-    the state directory's path is too long (or awkward) for a unix socket."""
-    if base is None:
-        from hpcjupyter.paths import state_dir
+def socket_dir() -> Path:
+    """Where sockets live by default: the state dir when ``HPCJUPYTER_STATE_DIR`` isolates a run
+    (tests), else the user's runtime dir (tmpfs, short, private) if there is one, else the
+    state dir."""
+    from hpcjupyter.paths import state_dir
 
-        base = state_dir()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if not os.environ.get("HPCJUPYTER_STATE_DIR") and runtime and os.path.isdir(runtime):
+        return Path(runtime) / "hpcjupyter"
+    return state_dir() / "cm"
+
+
+def control_path(target: SshTarget, base: Path | None = None) -> str:
+    """The per-site socket path: ``<socket dir>/<name>`` (``base/cm/<name>`` if ``base`` is
+    given), or ``/tmp/hpcj-<uid>/<name>`` when that path is too long (or awkward) for a socket."""
     name = control_name(target)
-    path = str(Path(base) / "cm" / name)
+    path = str((Path(base) / "cm" if base is not None else socket_dir()) / name)
     if _usable(path):
         return path
     return str(Path(f"/tmp/hpcj-{os.getuid()}") / name)
@@ -176,8 +184,15 @@ def classify_ssh_error(text: str, label: str) -> RemoteError:
         return host_key_changed_error(
             label, f"the server now shows {fp.group(1)}" if fp else "", rm.group(1).strip() if rm else ""
         )
-    if "Host key verification failed" in text or "No matching host key" in text:
+    if "Host key verification failed" in text:
         return host_key_unknown_error(label)
+    m = re.search(r"Unable to negotiate with [^\n]*", text)
+    if m:
+        return RemoteError(
+            f"ssh and {label} share no common algorithm: {m.group(0).strip()}",
+            "The site's documentation usually gives the ssh_config lines it needs (e.g. "
+            "HostKeyAlgorithms +ssh-rsa for an old server); add them for this host.",
+        )
     m = re.search(r"Could not resolve hostname [^:\n]+: ([^\n]+)", text)
     if m:
         return unresolved_error(label, m.group(1).strip())

@@ -85,20 +85,20 @@ def one_key(mocker):  # type: ignore[no-untyped-def]
 def test_publickey_then_totp(one_key) -> None:  # type: ignore[no-untyped-def]
     t = FakeTransport(["publickey"])
     p = FakePrompter("000000", "123456")
-    counter = fr._Counter()
-    fr._authenticate(t, "jdoe", {}, p, counter)
+    asker = fr._Asker(p)
+    fr._authenticate(t, "jdoe", {}, asker)
     assert t.authenticated
     assert t.calls == ["none", "publickey", "keyboard-interactive", "keyboard-interactive"]
     assert p.asked == [("Verification code: ", True)] * 2  # echo False in the request: secret
     assert p.shown == ["Google Authenticator", "Permission denied, please try again.", "Google Authenticator"]
-    assert counter.answered == 2
+    assert asker.answered == 2
 
 
 def test_password_when_keys_fail(mocker) -> None:  # type: ignore[no-untyped-def]
     mocker.patch.object(fr, "_keys", return_value=iter([]))
     t = FakeTransport(["publickey", "password"])
     p = FakePrompter("bad", "pw")
-    fr._authenticate(t, "jdoe", {"hostname": "login.example.org"}, p, fr._Counter())
+    fr._authenticate(t, "jdoe", {"hostname": "login.example.org"}, p)
     assert t.authenticated
     assert p.asked == [("jdoe@login.example.org's password: ", True)] * 2
 
@@ -107,7 +107,7 @@ def test_gives_up_after_three_wrong_answers(mocker) -> None:  # type: ignore[no-
     mocker.patch.object(fr, "_keys", return_value=iter([]))
     t = FakeTransport(["password"])
     with pytest.raises(AuthenticationException, match="permission denied"):
-        fr._authenticate(t, "jdoe", {}, FakePrompter("a", "b", "c"), fr._Counter())
+        fr._authenticate(t, "jdoe", {}, FakePrompter("a", "b", "c"))
     assert t.calls.count("password") == 3
 
 
@@ -117,10 +117,10 @@ def test_load_key_asks_passphrase_again_when_wrong(tmp_path) -> None:  # type: i
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(key)], check=True)
     p = FakePrompter("wrong", "s3cret")
-    loaded = fr._load_key(str(key), p, fr._Counter())
+    loaded = fr._load_key(str(key), p)
     assert loaded is not None
     assert p.asked == [(f"Enter passphrase for key '{key}': ", True)] * 2
-    assert fr._load_key(str(key), FakePrompter(""), fr._Counter()) is None  # empty answer skips
+    assert fr._load_key(str(key), FakePrompter("")) is None  # empty answer skips
 
 
 def test_known_hosts_files_follow_openssh() -> None:

@@ -115,3 +115,11 @@ def test_importing_remote_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_scripts_expand_a_leading_tilde(local: LocalRemote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert local.run(write_file_argv("~/f.txt"), stdin="home").ok
+    assert (tmp_path / "f.txt").read_text() == "home"
+    assert local.run(read_file_argv("~/f.txt")).stdout == "home"
+    assert local.run(read_file_argv("~/missing")).returncode == READ_MISSING

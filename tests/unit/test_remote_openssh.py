@@ -128,7 +128,14 @@ def test_control_path_avoids_spaces_even_when_short() -> None:
 
 def test_control_path_uses_state_dir_env(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HPCJUPYTER_STATE_DIR", "/tmp/s")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert control_path(T).startswith("/tmp/s/cm/archer2-")
+
+
+def test_control_path_prefers_runtime_dir(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPCJUPYTER_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/tmp")
+    assert control_path(T).startswith("/tmp/hpcjupyter/archer2-")
 
 
 def test_control_name_sanitises_site() -> None:
@@ -227,6 +234,12 @@ def test_host_key_verification_failed_alone() -> None:
     err = classify_ssh_error("Host key verification failed.\r\n", "h")
     assert "could not be verified" in err.message and "CHANGED" not in err.message
     assert "Do not turn off host key checking" in err.hint
+
+
+def test_no_common_algorithm() -> None:
+    text = "Unable to negotiate with 192.0.2.7 port 22: no matching host key type found. Their offer: ssh-rsa,ssh-dss\n"
+    err = classify_ssh_error(text, "h")
+    assert "no common algorithm" in err.message and "ssh-rsa" in err.message
 
 
 def test_bad_config() -> None:
