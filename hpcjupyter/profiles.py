@@ -135,7 +135,9 @@ class ProfileSet:
         _fill_defaults(profile, origins)
         return profile, origins
 
-    def _raw(self, name: str, chain: tuple[str, ...] = (), referrer: Path | None = None) -> tuple[dict[str, Any], Origins]:
+    def _raw(
+        self, name: str, chain: tuple[str, ...] = (), referrer: Path | None = None
+    ) -> tuple[dict[str, Any], Origins]:
         """Layer every file of ``name`` over the profile it extends; ``chain`` detects cycles."""
         known = self.names()
         if name not in known:
@@ -156,8 +158,9 @@ class ProfileSet:
                     f"({', '.join(map(str, files))}): remove 'extends'.",
                 )
             if base in chain + (name,):
+                cycle = " -> ".join(chain + (name, base))
                 raise ProfileError(
-                    f"{source}: key 'extends': profiles extend each other in a cycle: {' -> '.join(chain + (name, base))}.",
+                    f"{source}: key 'extends': profiles extend each other in a cycle: {cycle}.",
                     "Remove 'extends' from one of them.",
                 )
             raw, origins = self._raw(base, chain + (name,), source)
@@ -188,7 +191,7 @@ def unknown_site(name: str, known: Iterable[str], referrer: Any = None) -> Profi
     hint = f"Did you mean '{close[0]}'? " if close else ""
     return ProfileError(
         f"{where}no site profile named '{name}'. Known sites: {', '.join(known) or '(none)'}.",
-        hint + "Run 'hpcjupyter sites list' to see them, or 'hpcjupyter sites init NAME' to write one.",
+        hint + "Run 'hpcjupyter sites list' to see them with their files.",
     )
 
 

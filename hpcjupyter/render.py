@@ -11,7 +11,7 @@ import getpass
 import re
 import shlex
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from hpcjupyter import paths
 from hpcjupyter.errors import RequestError
@@ -37,28 +37,29 @@ def quote_path(value: Any) -> str:
     return quote(text)
 
 
-def directive_path(value: Any) -> str:
-    """A path for a scheduler directive, which no scheduler unquotes: it must need no quoting."""
-    text = str(value)
-    if not DIRECTIVE_PATH.match(text):
-        raise RequestError(
-            f"path {text!r} cannot go into a scheduler directive (#SBATCH/#PBS lines are not shell).",
-            "Use a remote_dir and user name made of letters, digits and _ . / @ + - only.",
-        )
-    return text
-
-
 def pbs_size(megabytes: int) -> str:
     """PBS Pro's memory spelling: whole gigabytes as 'gb' (the sites' docs use it), else 'mb'."""
     return f"{megabytes // 1024}gb" if megabytes % 1024 == 0 else f"{megabytes}mb"
 
 
-def plain(value: Any) -> str:
-    """A name for a scheduler directive, which no scheduler unquotes: it must need no quoting."""
-    text = str(value)
-    if not SCHEDULER_NAME.match(text):
-        raise RequestError(f"{text!r} cannot go into a scheduler directive (#SBATCH/#PBS lines are not shell).")
-    return text
+def _directive_value(pattern: re.Pattern[str], what: str) -> Callable[[Any], str]:
+    """A filter for values in '#SBATCH'/'#PBS' lines: no scheduler unquotes them, so a value
+    is refused unless it needs no quoting (request and schema checks refuse such values first)."""
+
+    def check(value: Any) -> str:
+        text = str(value)
+        if not pattern.match(text):
+            raise RequestError(
+                f"{what} {text!r} cannot go into a scheduler directive (#SBATCH/#PBS lines are not shell).",
+                "Use letters, digits and _ . / @ + - only.",
+            )
+        return text
+
+    return check
+
+
+plain = _directive_value(SCHEDULER_NAME, "name")
+directive_path = _directive_value(DIRECTIVE_PATH, "path")
 
 
 def expand(template: str, profile: Profile, request: Request, user: str | None) -> str:

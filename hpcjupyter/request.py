@@ -67,7 +67,6 @@ class Request:
         return walltime(self.hours)
 
 
-REQUEST_KEYS = ("hours", "cpus", "memory", "gpus", "account", "partition", "qos", "queue", "conda_env", "workdir")
 _TEXT_KEYS = ("account", "partition", "qos", "queue", "conda_env", "workdir")
 
 

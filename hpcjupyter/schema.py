@@ -1,6 +1,6 @@
 """The shape of a site profile and of the user config: every key, its type and its default.
 
-Kept apart from loading so the reference in the README and `sites init` can be read off it.
+Kept apart from loading so the profile reference in the README can be read off it.
 The value rules that keep a profile *data* live here too: a value that ends up in a scheduler
 directive or on an ssh command line must be a plain name, and no value may hold a newline,
 so nothing in a profile can smuggle a header line or an option anywhere.
@@ -173,52 +173,59 @@ def is_absolute_or_home(path: str) -> bool:
 
 
 def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
-    """Rules that span keys, as (dotted key, what is wrong and how to fix it)."""
+    """Rules that span keys, as (dotted key, "key 'KEY': what is wrong and how to fix it")."""
     problems: list[tuple[str, str]] = []
+
+    def add(key: str, text: str) -> None:
+        problems.append((key, f"key '{key}': {text}"))
+
     env, job = profile.env, profile.job
     remote = profile.scheduler != "local" and profile.ssh.transport != "local"
     if remote and not profile.ssh.host:
         problems.append(("ssh.host", "required key 'ssh.host' is missing; set the login node's host name."))
     if remote and profile.ssh.tunnel == "forward" and env.bind == "loopback":
-        problems.append(("env.bind", "key 'env.bind': 'loopback' cannot be reached through a forward tunnel "
-                         "(the login node connects to the compute node); use bind = \"auto\" or tunnel = \"jump\"."))
-    problems += _remote_dir_problems(profile)
+        add("env.bind", "'loopback' cannot be reached through a forward tunnel (the login node connects to the "
+            "compute node); use bind = \"auto\" or tunnel = \"jump\".")
+    if not env.remote_dir:
+        problems.append(("env.remote_dir", "required key 'env.remote_dir' is missing; set a directory the compute "
+                         "nodes see."))
+    else:
+        for text in _remote_dir_problems(env.remote_dir, profile.scheduler):
+            add("env.remote_dir", text)
     for key in ("workdir", "conda", "venv"):
         value = getattr(env, key)
         if value and not is_absolute_or_home(value):
-            problems.append((f"env.{key}", f"key 'env.{key}' must be an absolute path or start with ~/ (got {value!r})."))
+            add(f"env.{key}", f"must be an absolute path or start with ~/ (got {value!r}).")
     for var in env.variables:
         if not _IDENTIFIER.match(var):
-            problems.append((f"env.variables.{var}", f"key 'env.variables.{var}': not a valid environment variable name (letters, digits, _)."))
+            add(f"env.variables.{var}", "not a valid environment variable name (letters, digits, _).")
         elif _RESERVED_VARIABLES.match(var):
-            problems.append((f"env.variables.{var}", f"key 'env.variables.{var}': hpcjupyter sets {var} itself; choose another name."))
+            add(f"env.variables.{var}", f"hpcjupyter sets {var} itself; choose another name.")
     for arg in env.jupyter_args:
-        option = arg.split("=", 1)[0].lstrip("-").rsplit(".", 1)[-1].lower()
-        if arg.startswith("-") and option in _RESERVED_JUPYTER_OPTIONS:
-            problems.append(("env.jupyter_args", f"key 'env.jupyter_args': {arg.split('=', 1)[0]!r} is set by hpcjupyter "
-                             "(port, address and token are chosen on the node); remove it."))
+        option = arg.split("=", 1)[0]
+        if arg.startswith("-") and option.lstrip("-").rsplit(".", 1)[-1].lower() in _RESERVED_JUPYTER_OPTIONS:
+            add("env.jupyter_args", f"{option!r} is set by hpcjupyter (port, address and token are chosen on the "
+                "node); remove it.")
     if env.conda_env and not env.conda:
-        problems.append(("env.conda_env", "key 'env.conda_env' needs 'env.conda', the conda install prefix (e.g. \"~/miniforge3\")."))
+        add("env.conda_env", "needs 'env.conda', the conda install prefix (e.g. \"~/miniforge3\").")
     if job.memory and not job.allow_memory:
-        problems.append(("job.memory", "key 'job.memory' is set but 'job.allow_memory' is false: this site gives memory with the cores; remove job.memory."))
+        add("job.memory", "set, but 'job.allow_memory' is false: this site gives memory with the cores; remove it.")
     if job.max_hours is not None and job.hours > job.max_hours:
-        problems.append(("job.hours", f"key 'job.hours' ({job.hours:g}) is over 'job.max_hours' ({job.max_hours:g})."))
+        add("job.hours", f"{job.hours:g} is over 'job.max_hours' ({job.max_hours:g}).")
     return problems
 
 
-def _remote_dir_problems(profile: Profile) -> list[tuple[str, str]]:
-    remote_dir = profile.env.remote_dir
-    if not remote_dir:
-        return [("env.remote_dir", "required key 'env.remote_dir' is missing; set a directory the compute nodes see.")]
-    problems = []
-    allowed = PLACEHOLDERS if profile.scheduler == "local" else tuple(p for p in PLACEHOLDERS if p != "state_dir")
-    for name in PLACEHOLDER.findall(remote_dir):
-        if name not in allowed:
-            problems.append(("env.remote_dir", f"key 'env.remote_dir': unknown placeholder '{{{name}}}'; use one of "
-                             f"{', '.join('{' + p + '}' for p in allowed)}."))
+def _remote_dir_problems(remote_dir: str, scheduler: str) -> list[str]:
+    """Placeholders known, absolute, and (for a scheduler) plain enough for a directive line."""
+    allowed = PLACEHOLDERS if scheduler == "local" else tuple(p for p in PLACEHOLDERS if p != "state_dir")
+    problems = [
+        f"unknown placeholder '{{{name}}}'; use one of {', '.join('{' + p + '}' for p in allowed)}."
+        for name in PLACEHOLDER.findall(remote_dir)
+        if name not in allowed
+    ]
     if not remote_dir.startswith(("/", "{state_dir}")):
-        problems.append(("env.remote_dir", f"key 'env.remote_dir' must be an absolute path (got {remote_dir!r})."))
-    elif not problems and profile.scheduler != "local" and not DIRECTIVE_PATH.match(PLACEHOLDER.sub("x", remote_dir)):
-        problems.append(("env.remote_dir", f"key 'env.remote_dir' ({remote_dir!r}) goes into a scheduler directive: "
-                         "use letters, digits and _ . / @ + - only (no spaces or quotes)."))
+        problems.append(f"must be an absolute path (got {remote_dir!r}).")
+    elif not problems and scheduler != "local" and not DIRECTIVE_PATH.match(PLACEHOLDER.sub("x", remote_dir)):
+        problems.append(f"{remote_dir!r} goes into a scheduler directive: use letters, digits and _ . / @ + - only "
+                        "(no spaces or quotes).")
     return problems

@@ -251,7 +251,9 @@ def test_malformed_toml_shows_file_line_and_column(sandbox: Sandbox) -> None:
     [("", "schedular", "scheduler"), ("ssh", "hots", "host"), ("job", "acount", "account"),
      ("env", "modulse", "modules")],
 )
-def test_unknown_key_in_every_table_suggests_the_right_one(sandbox: Sandbox, table: str, key: str, suggestion: str) -> None:
+def test_unknown_key_in_every_table_suggests_the_right_one(
+    sandbox: Sandbox, table: str, key: str, suggestion: str
+) -> None:
     body = f"[{table}]\n{key} = 1\n" if table else f"{key} = 1\n"
     bad = sandbox.profile("bad", 'extends = "local"\n' + body)
     message = error_of(sandbox, "bad")

@@ -4,6 +4,7 @@ job-side protocol run for real with bash (a fake Jupyter, and real JupyterLab wh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -64,7 +65,9 @@ VARIANTS = [
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 @pytest.mark.parametrize("site, overrides, flags", [v[1:] for v in VARIANTS], ids=[v[0] for v in VARIANTS])
-def test_script_passes_bash_n_and_shellcheck(sandbox: Sandbox, site: str, overrides: str, flags: dict[str, Any]) -> None:
+def test_script_passes_bash_n_and_shellcheck(
+    sandbox: Sandbox, site: str, overrides: str, flags: dict[str, Any]
+) -> None:
     path = sandbox.root / "job.sh"
     path.write_text(script_for(sandbox, site, overrides, flags))
     syntax = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
@@ -158,7 +161,8 @@ def test_render_is_pure(sandbox: Sandbox) -> None:
 
 def test_ssh_user_fills_user_placeholder(sandbox: Sandbox) -> None:
     profile = sandbox.personal("imperial-cx3", 'ssh.user = "abc123"')
-    assert job_dir(profile, build_request(profile, {}, SESSION)) == f"/rds/general/user/abc123/home/hpcjupyter/{SESSION}"
+    expected = f"/rds/general/user/abc123/home/hpcjupyter/{SESSION}"
+    assert job_dir(profile, build_request(profile, {}, SESSION)) == expected
 
 
 # ---- running rendered scripts --------------------------------------------------------------
@@ -232,7 +236,9 @@ def started() -> Iterator[list[subprocess.Popen[bytes]]]:
             proc.wait()
 
 
-def start(root: Path, script: str, env: dict[str, str], started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+def start(
+    root: Path, script: str, env: dict[str, str], started: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
     path = root / "job.sh"
     path.write_text(script)
     (root / "cwd").mkdir(exist_ok=True)
@@ -260,41 +266,42 @@ HOSTILE = [
     "a\ntouch {P}",
 ]
 
-
-def toml(value: str) -> str:
-    """A TOML basic string (JSON's escaping is valid TOML)."""
-    return json.dumps(value)
-
-
-# (id, site, [sites.SITE] overrides, flags, "refuse" if no value may pass, else "inert").
-# Paths put the hostile text inside a directory name that the test creates, so the script
-# really runs through its setup into (fake) Jupyter. Sites 'inj-*' are set up below with a
-# tmp remote_dir and fake conda; env.setup is exempt: its lines are documented shell code that
-# the user's own site profile runs on the cluster.
-TARGETS: list[tuple[str, str, Callable[[str, Path], str], Callable[[str, Path], dict[str, Any]], str]] = [
-    ("flag-account", "inj-slurm", lambda h, t: "", lambda h, t: {"account": h}, "refuse"),
-    ("flag-partition", "inj-slurm", lambda h, t: "", lambda h, t: {"partition": h}, "refuse"),
-    ("flag-qos", "inj-slurm", lambda h, t: "", lambda h, t: {"qos": h}, "refuse"),
-    ("flag-queue", "inj-pbs", lambda h, t: "", lambda h, t: {"queue": h}, "refuse"),
-    ("flag-conda-env", "inj-local", lambda h, t: "", lambda h, t: {"conda_env": h}, "inert"),
-    ("flag-workdir", "inj-local", lambda h, t: "", lambda h, t: {"workdir": f"{t}/wd/{h}"}, "inert"),
-    ("ssh.user", "inj-slurm", lambda h, t: f"ssh.user = {toml(h)}", lambda h, t: {}, "refuse"),
-    ("ssh.host", "inj-slurm", lambda h, t: f"ssh.host = {toml(h)}", lambda h, t: {}, "refuse"),
-    ("job.account", "inj-slurm", lambda h, t: f"job.account = {toml(h)}", lambda h, t: {}, "refuse"),
-    ("job.partition", "inj-slurm", lambda h, t: f"job.partition = {toml(h)}", lambda h, t: {}, "refuse"),
-    ("job.qos", "inj-slurm", lambda h, t: f"job.qos = {toml(h)}", lambda h, t: {}, "refuse"),
-    ("job.queue", "inj-pbs", lambda h, t: f"job.queue = {toml(h)}", lambda h, t: {}, "refuse"),
-    ("remote_dir-slurm", "inj-slurm", lambda h, t: f"env.remote_dir = {toml(f'{t}/jobs/{h}')}", lambda h, t: {}, "refuse"),
-    ("remote_dir-local", "inj-local", lambda h, t: f"env.remote_dir = {toml('{state_dir}/' + h)}", lambda h, t: {}, "inert"),
-    ("env.conda", "inj-local", lambda h, t: f"env.conda = {toml(str(make_conda(t / ('conda' + h))))}", lambda h, t: {}, "inert"),
-    ("env.conda_env", "inj-pbs", lambda h, t: f"env.conda_env = {toml(h)}", lambda h, t: {}, "inert"),
-    ("env.venv", "inj-local", lambda h, t: f"env.venv = {toml(str(make_venv(t / ('venv' + h))))}", lambda h, t: {}, "inert"),
-    ("env.modules", "inj-slurm", lambda h, t: f"env.modules = [{toml(h)}]", lambda h, t: {}, "inert"),
-    ("env.variables", "inj-local", lambda h, t: f"env.variables = {{ X = {toml(h)} }}", lambda h, t: {}, "inert"),
-    ("env.jupyter_args", "inj-local", lambda h, t: f"env.jupyter_args = [{toml(h)}]", lambda h, t: {}, "inert"),
-    ("directives-slurm", "inj-slurm", lambda h, t: f"job.directives = [{toml(h)}]", lambda h, t: {}, "inert"),
-    ("directives-pbs", "inj-pbs", lambda h, t: f"job.directives = [{toml(h)}]", lambda h, t: {}, "inert"),
+# (flag or profile key, site, value with {h} = the hostile text and {t} = the tmp dir, and
+# "refuse" where no hostile value may pass, else "inert": carried, quoted, never run).
+# Paths put the hostile text inside a directory name that the test creates, so the script really
+# runs through its setup into (fake) Jupyter. Sites 'inj-*' (below) have a tmp remote_dir and a
+# fake conda. env.setup is exempt: its lines are documented shell code, the site's own.
+TARGETS = [
+    ("--account", "inj-slurm", "{h}", "refuse"),
+    ("--partition", "inj-slurm", "{h}", "refuse"),
+    ("--qos", "inj-slurm", "{h}", "refuse"),
+    ("--queue", "inj-pbs", "{h}", "refuse"),
+    ("--conda_env", "inj-local", "{h}", "inert"),
+    ("--workdir", "inj-local", "{t}/wd/{h}", "inert"),
+    ("ssh.user", "inj-slurm", "{h}", "refuse"),
+    ("ssh.host", "inj-slurm", "{h}", "refuse"),
+    ("job.account", "inj-slurm", "{h}", "refuse"),
+    ("job.partition", "inj-slurm", "{h}", "refuse"),
+    ("job.qos", "inj-slurm", "{h}", "refuse"),
+    ("job.queue", "inj-pbs", "{h}", "refuse"),
+    ("env.remote_dir", "inj-slurm", "{t}/jobs/{h}", "refuse"),
+    ("env.remote_dir", "inj-local", "{{state_dir}}/{h}", "inert"),
+    ("env.conda", "inj-local", "{t}/conda{h}", "inert"),
+    ("env.conda_env", "inj-pbs", "{h}", "inert"),
+    ("env.venv", "inj-local", "{t}/venv{h}", "inert"),
+    ("env.modules", "inj-slurm", "{h}", "inert"),
+    ("env.variables.X", "inj-local", "{h}", "inert"),
+    ("env.jupyter_args", "inj-local", "{h}", "inert"),
+    ("job.directives", "inj-slurm", "{h}", "inert"),
+    ("job.directives", "inj-pbs", "{h}", "inert"),
 ]
+LIST_KEYS = ("env.modules", "env.jupyter_args", "job.directives")
+# What must exist at a path for the script to get past it.
+PREPARE: dict[str, Callable[[Path], Any]] = {
+    "--workdir": lambda path: path.mkdir(parents=True),
+    "env.conda": lambda path: make_conda(path),
+    "env.venv": lambda path: make_venv(path),
+}
 
 
 def injection_sites(sandbox: Sandbox) -> None:
@@ -306,32 +313,35 @@ def injection_sites(sandbox: Sandbox) -> None:
     sandbox.profile("inj-pbs", f'extends = "imperial-cx3"\n[ssh]\nuser = "{USER}"\n{jobs}conda = "{conda}"\n')
 
 
+def hostile_script(sandbox: Sandbox, key: str, site: str, value: str) -> str:
+    """Render ``site`` with ``value`` given as flag ``--key`` or as profile ``key``."""
+    injection_sites(sandbox)
+    if key in PREPARE:
+        PREPARE[key](Path(value))
+    flags = {key[2:]: value} if key.startswith("--") else {}
+    text = json.dumps([value] if key in LIST_KEYS else value)  # JSON strings and arrays are TOML
+    profile = sandbox.personal(site, "" if flags else f"{key} = {text}")
+    return render(profile, build_request(profile, flags, SESSION), USER)
+
+
 @pytest.mark.parametrize("hostile", HOSTILE, ids=range(len(HOSTILE)))
-@pytest.mark.parametrize("target, site, overrides, flags, kind", TARGETS, ids=[t[0] for t in TARGETS])
+@pytest.mark.parametrize("key, site, form, kind", TARGETS, ids=[f"{t[0]}@{t[1]}" for t in TARGETS])
 def test_hostile_values_are_refused_or_inert(
-    sandbox: Sandbox, target: str, site: str, overrides: Callable[[str, Path], str],
-    flags: Callable[[str, Path], dict[str, Any]], kind: str, hostile: str,
+    sandbox: Sandbox, key: str, site: str, form: str, kind: str, hostile: str
 ) -> None:
     marker = sandbox.root / "pwned"
-    value = hostile.format(P=marker)
-    injection_sites(sandbox)
+    value = form.format(h=hostile.format(P=marker), t=sandbox.root)
     try:
-        given = flags(value, sandbox.root)
-        if "workdir" in given:
-            Path(given["workdir"]).mkdir(parents=True)
-        profile = sandbox.personal(site, overrides(value, sandbox.root))
-        script = render(profile, build_request(profile, given, SESSION), USER)
+        script = hostile_script(sandbox, key, site, value)
     except HpcJupyterError as refused:
-        assert kind == "refuse" or "\n" in value, f"{target} refused a value it should carry inertly: {refused}"
-        assert str(refused).strip() and "Traceback" not in str(refused)
+        assert kind == "refuse" or "\n" in value, f"{key} refused a value it should carry inertly: {refused}"
         return
-    assert kind == "inert" and "\n" not in value, f"{target} accepted {value!r}"
-    env = job_env(sandbox.root)
-    proc = subprocess.run(["bash", "-c", script], env=env, cwd=sandbox.root, capture_output=True, timeout=60)
-    assert not marker.exists(), f"{target}: {value!r} ran as shell code"
-    assert not [p for p in sandbox.root.rglob("pwned") if p.is_file()]
+    assert kind == "inert" and "\n" not in value, f"{key} accepted {value!r}"
+    proc = subprocess.run(["bash", "-c", script], env=job_env(sandbox.root), cwd=sandbox.root, timeout=60)
+    assert not marker.exists(), f"{key}: {value!r} ran as shell code"
+    assert not [path for path in sandbox.root.rglob("pwned") if path.is_file()]
     record = json.loads((sandbox.root / "jupyter-record.json").read_text())  # the setup ran through
-    if target == "env.jupyter_args":
+    if key == "env.jupyter_args":
         assert value in record["argv"]
     assert proc.returncode == 1  # the fake exits at once: "exited before it was ready"
 
@@ -451,14 +461,25 @@ def test_real_jupyterlab_started_by_the_local_script(sandbox: Sandbox, started: 
     assert proc.poll() is None, (directory / "job.log").read_text()
     data = json.loads(connection.read_text())
     url = f"http://127.0.0.1:{data['port']}/api/status"
+    # Generous timeouts: on a loaded 2-core machine JupyterLab's first answer can take a while.
     with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"token {data['token']}"}),
-                                timeout=10) as answer:
+                                timeout=60) as answer:
         assert answer.status == 200
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(url, timeout=10)
+        urllib.request.urlopen(url, timeout=60)
     assert refused.value.code == 403
     log = (directory / "job.log").read_text()
-    assert data["token"] not in log and log.count("HPCJUPYTER_READY") == 1
+    assert data["token"] not in log and log.count("HPCJUPYTER_READY") == 1, log
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 143
+    assert proc.wait(timeout=60) == 143, (directory / "job.log").read_text()
     assert not connection.exists()
+
+
+def test_directive_filters_refuse_what_a_scheduler_would_misread(sandbox: Sandbox) -> None:
+    """Defence in depth: even a Request built around the checks cannot put a space or quote
+    into a '#SBATCH' line."""
+    profile = sandbox.personal("archer2", 'job.account = "e123"')
+    request = build_request(profile, {}, SESSION)
+    for field, value in (("account", "e1 --uid=0"), ("qos", "a'b"), ("session_id", "x y")):
+        with pytest.raises(RequestError, match="cannot go into a scheduler directive"):
+            render(profile, dataclasses.replace(request, **{field: value}), USER)
