@@ -9,6 +9,7 @@ import typer
 
 from hpcjupyter import __version__
 from hpcjupyter.cli_common import OPTIONS, fail, make_ui, open_site_for, print_json, profiles
+from hpcjupyter.cli_doctor import doctor
 from hpcjupyter.cli_sites import sites_app
 from hpcjupyter.errors import HpcJupyterError
 
@@ -21,6 +22,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(sites_app, name="sites")
+app.command()(doctor)
 
 def _version(value: bool) -> None:
     if value:

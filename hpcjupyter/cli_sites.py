@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from hpcjupyter.cli_common import print_json, profiles, fail
@@ -62,3 +65,125 @@ def sites_show(
     from hpcjupyter.showprofile import format_profile
 
     typer.echo(format_profile(data, origins if origin else None))
+
+
+def _indented(text: str) -> str:
+    """A multi-line error under its ✗ line."""
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+@sites_app.command("check")
+def sites_check(name: Optional[str] = typer.Argument(None, help="One site to check (default: every site found).")) -> None:
+    """Validate every profile found (or one) and report all problems at once; exit 1 if any is invalid.
+
+    Example: hpcjupyter sites check
+    """
+    try:
+        found = profiles()
+        from hpcjupyter.sharing import problems
+
+        results = problems(found, [name] if name else found.names())
+    except HpcJupyterError as exc:
+        fail(exc)
+        return
+    for site, error in results.items():
+        typer.echo(f"✓ {site}" if not error else f"✗ {site}\n{_indented(error)}")
+    if any(results.values()):
+        raise typer.Exit(1)
+
+
+@sites_app.command("init")
+def sites_init(
+    name: str = typer.Argument(..., help="Name of the new site (its file is NAME.toml)."),
+    base: Optional[str] = typer.Option(None, "--from", help="Extend this site: only what differs goes in the file."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file of that name."),
+) -> None:
+    """Write a commented starter profile into your profile directory, every key explained.
+
+    Example: hpcjupyter sites init mygroup --from archer2
+    """
+    try:
+        from hpcjupyter.starter import write_starter
+
+        path = write_starter(name, base, force)
+    except HpcJupyterError as exc:
+        fail(exc)
+        return
+    typer.echo(str(path))
+    typer.echo(f"next: edit it, then\n  hpcjupyter sites check {name}\n  hpcjupyter doctor --site {name}", err=True)
+
+
+def _report_sites(directory: Path, before: set[str] | None = None) -> None:
+    """The sites a source brought (new ones marked), and a warning naming each invalid one's error."""
+    from hpcjupyter.sharing import problems, site_names
+
+    names = site_names(directory)
+    shown = [n + (" (new)" if before is not None and n not in before else "") for n in names]
+    typer.echo(f"sites from {directory}: {', '.join(shown) or '(none: it has no *.toml files)'}")
+    for site, error in problems(profiles(), names).items():
+        if error:
+            typer.echo(f"warning: site '{site}' is invalid:\n{_indented(error)}", err=True)
+
+
+@sites_app.command("add")
+def sites_add(
+    source: str = typer.Argument(..., help="A directory of *.toml profiles, or a git URL/repository to clone."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the clone (default: from the URL)."),
+) -> None:
+    """Add a group's profiles: a directory by path, a git repository as a clone under your data dir.
+
+    Either way its directory is appended to profile_path in your config.toml.
+
+    Example: hpcjupyter sites add git@github.com:mygroup/hpc-profiles.git
+    """
+    try:
+        from hpcjupyter.profiles import ProfileSet
+        from hpcjupyter.sharing import add
+
+        before = set(ProfileSet.discover().names())
+        entry = add(source, name)
+        typer.echo(f"added {entry.raw}" + (" (a git clone: 'hpcjupyter sites update' pulls it)" if entry.cloned else ""))
+        _report_sites(entry.path, before)
+    except HpcJupyterError as exc:
+        fail(exc)
+
+
+@sites_app.command("update")
+def sites_update(name: Optional[str] = typer.Argument(None, help="One clone to pull (default: all).")) -> None:
+    """Pull (fast-forward only) the group repositories added with 'sites add'.
+
+    Example: hpcjupyter sites update
+    """
+    try:
+        from hpcjupyter.sharing import update
+
+        pulled = update(name)
+    except HpcJupyterError as exc:
+        fail(exc)
+        return
+    if not pulled:
+        typer.echo("no cloned group repositories: add one with 'hpcjupyter sites add URL'")
+    for result in pulled:
+        if result.ok:
+            typer.echo(f"✓ {result.entry.name}: {result.message}")
+            _report_sites(result.entry.path)
+        else:
+            typer.echo(f"✗ {result.entry.name}\n{_indented(result.message)}")
+    if not all(r.ok for r in pulled):
+        raise typer.Exit(1)
+
+
+@sites_app.command("remove")
+def sites_remove(name: str = typer.Argument(..., help="Name (or path) of a source added with 'sites add'.")) -> None:
+    """Take a group source out of profile_path; a clone made by 'sites add' is deleted too.
+
+    Example: hpcjupyter sites remove hpc-profiles
+    """
+    try:
+        from hpcjupyter.sharing import remove
+
+        entry = remove(name)
+    except HpcJupyterError as exc:
+        fail(exc)
+        return
+    typer.echo(f"removed {entry.raw}" + (" (and deleted the clone)" if entry.cloned else ""))

@@ -1,0 +1,39 @@
+"""``hpcjupyter doctor``: the command. The checks themselves are in `hpcjupyter.doctor`."""
+
+from __future__ import annotations
+
+import typer
+
+
+def doctor(
+    site: str = typer.Option(..., "--site", "-s", help="Site profile to check (see 'hpcjupyter sites list')."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {name, ok, detail, seconds}."),
+) -> None:
+    """Check a site before a job burns queue time; stop at the first failure and say what to do.
+
+    In order: the profile is valid; ssh reaches the login node (and how many prompts it took);
+    the scheduler's commands exist and answer; the account, partition and QoS (or queue) are
+    yours; remote_dir is writable; the venv/conda/modules give jupyter-lab; the tunnel shape is
+    possible. Each check prints ✓ or ✗ with its time.
+
+    Example: hpcjupyter doctor --site archer2
+    """
+    from hpcjupyter.cli_common import make_ui, open_site_for, print_json
+    from hpcjupyter.doctor import CheckResult, Context, format_result, run_checks
+
+    ui = make_ui()
+    results: list[CheckResult] = []
+
+    def report(result: CheckResult) -> None:
+        ui.stop_status()
+        results.append(result)
+        if not as_json:
+            typer.echo(format_result(result))
+
+    ok = run_checks(Context(site, lambda name: open_site_for(name, ui)), report,
+                    starting=lambda name: ui.status(f"checking {name}...") if ui.live else None)
+    ui.stop_status()
+    if as_json:
+        print_json([r.as_json() for r in results])
+    if not ok:
+        raise typer.Exit(1)

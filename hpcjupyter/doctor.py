@@ -1,0 +1,399 @@
+"""``hpcjupyter doctor``: find what is wrong with a site before a job burns queue time.
+
+Checks run in order and stop at the first failure. A check is a small function of a `Context`
+that returns what it found (it passed) or raises an `HpcJupyterError` saying what to do (it
+failed); the parsers of what the login node prints are pure. What cannot be known before a job
+runs is said so, and passes: a doctor that fails on the unknowable would teach users to ignore it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from hpcjupyter.errors import HpcJupyterError
+from hpcjupyter.remote.base import Result
+from hpcjupyter.request import Request
+from hpcjupyter.site import Site
+
+MARK = "HPCJ-DOCTOR: "
+"""Prefix of the lines our remote scripts print, so login-shell chatter cannot be mistaken for them."""
+
+QUERY_TIMEOUT = 60.0
+NODE_SSH_TIMEOUT = 30.0
+
+
+# ---- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check: passed or not, what it found (or what to do), and how long it took."""
+
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "seconds": self.seconds}
+
+
+@dataclass
+class Context:
+    """What the checks share: the site and request (once the profile loads) and answers already asked."""
+
+    name: str
+    open_site: Callable[[str], Site]
+    _site: Site | None = None
+    _request: Request | None = None
+    _user: list[str | None] = field(default_factory=list)
+    _answers: dict[tuple[str, ...], Result] = field(default_factory=dict)
+
+    def open(self) -> None:
+        """Load the profile and the request a plain `submit` would make (raises what submit would)."""
+        from hpcjupyter.request import build_request
+
+        self._site = self.open_site(self.name)
+        self._request = build_request(self._site.profile, {})
+
+    @property
+    def site(self) -> Site:
+        assert self._site is not None, "the profile check runs first"
+        return self._site
+
+    @property
+    def request(self) -> Request:
+        assert self._request is not None, "the profile check runs first"
+        return self._request
+
+    def ask(self, argv: Sequence[str]) -> Result:
+        """Run a read-only query once per doctor run (several checks read `sinfo`)."""
+        key = tuple(argv)
+        if key not in self._answers:
+            self._answers[key] = self.site.run(list(argv), timeout=QUERY_TIMEOUT)
+        return self._answers[key]
+
+    def path(self, template: str) -> str:
+        """A profile path with its placeholders filled exactly as the submitted job will have them."""
+        from hpcjupyter.render import expand
+        from hpcjupyter.submitting import remote_user
+
+        if not self._user:
+            self._user.append(remote_user(self.site))
+        return expand(template, self.site.profile, self.request, self._user[0])
+
+
+# ---- pure parsers --------------------------------------------------------------------------
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def marked(text: str) -> str:
+    """The last line our remote script printed (after MARK), or ""."""
+    found = [line[len(MARK):] for line in text.splitlines() if line.startswith(MARK)]
+    return found[-1].strip() if found else ""
+
+
+def slurm_partitions(text: str) -> tuple[list[str], str | None]:
+    """``sinfo -h -o %P`` → the partitions and the default one (the one marked ``*``)."""
+    names, default = [], None
+    for line in text.split():
+        name = line.rstrip("*")
+        if line.endswith("*"):
+            default = name
+        if name not in names:
+            names.append(name)
+    return names, default
+
+
+def slurm_associations(text: str) -> dict[str, set[str]]:
+    """``sacctmgr -n -P show assoc format=account,qos`` → account → the QoS it may use."""
+    found: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if "|" not in line:
+            continue
+        account, qos = line.split("|")[:2]
+        found.setdefault(account.strip().lower(), set()).update(q for q in qos.strip().split(",") if q)
+    return found
+
+
+def association_problem(account: str | None, qos: str | None, assoc: dict[str, set[str]]) -> str:
+    """Why the account or QoS is not the user's ("" when both are, as far as Slurm says)."""
+    if account and account.lower() not in assoc:
+        return f"account '{account}' is not one of yours (yours: {', '.join(sorted(assoc)) or 'none'})"
+    allowed = assoc[account.lower()] if account else set().union(*assoc.values())
+    if qos and qos not in allowed:
+        whose = f"account '{account}'" if account else "your accounts"
+        return f"QoS '{qos}' is not allowed for {whose} (allowed: {', '.join(sorted(allowed)) or 'none'})"
+    return ""
+
+
+def first_node(text: str) -> str | None:
+    """The first node name of ``sinfo -h -N -o %N``."""
+    return next(iter(text.split()), None)
+
+
+def refused_until_job(text: str) -> bool:
+    """ssh to a node is admitted only while the user has a job there (pam_slurm_adopt and kin)."""
+    lowered = text.lower()
+    return "pam_slurm_adopt" in lowered or "no active jobs" in lowered
+
+
+# ---- per scheduler: the commands to run ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchedulerCommands:
+    """What doctor runs on the login node for one scheduler."""
+
+    required: tuple[str, ...]
+    """Commands hpcjupyter uses, which must be on the login node's PATH."""
+    answer: tuple[str, ...]
+    """A cheap query that only the running scheduler answers."""
+    nodes: tuple[str, ...] | None
+    """Lists compute node names; None where no node can be named before a job runs."""
+    resources: Callable[[Context], str]
+    """Checks that the account/partition/qos or queue exists for the user."""
+
+
+def slurm_resources(ctx: Context) -> str:
+    request = ctx.request
+    partitions, default = slurm_partitions(ctx.ask(SLURM.answer).stdout)
+    if request.partition and request.partition not in partitions:
+        raise HpcJupyterError(
+            f"partition '{request.partition}' does not exist on {ctx.name} (partitions: {', '.join(partitions)}).",
+            f"Set job.partition to one of them (in the profile, or in [sites.{ctx.name}] of your config).",
+        )
+    found = [f"partition {request.partition} exists" if request.partition else f"default partition {default}"]
+    assoc = ctx.ask(["sh", "-c", 'sacctmgr -n -P show assoc user="$(id -un)" format=account,qos'])
+    rows = slurm_associations(assoc.stdout) if assoc.ok else {}
+    if not rows:
+        why = first_line(assoc.stderr) if not assoc.ok else "no associations listed"
+        return "; ".join(found + [f"account and QoS: cannot tell ({why or 'sacctmgr failed'})"])
+    problem = association_problem(request.account, request.qos, rows)
+    if problem:
+        raise HpcJupyterError(
+            f"{problem}.",
+            f"Set job.account/job.qos in [sites.{ctx.name}] of your config to one listed by "
+            "'sacctmgr show assoc user=$USER'.",
+        )
+    found += [f"account {request.account} is yours"] if request.account else []
+    found += [f"QoS {request.qos} allowed"] if request.qos else []
+    return "; ".join(found)
+
+
+def pbs_resources(ctx: Context) -> str:
+    queue = ctx.request.queue
+    if not queue:
+        return "no queue named: the site's routing queues place the job"
+    result = ctx.ask(["qstat", "-Q", queue])
+    if result.ok:
+        return f"queue {queue} exists"
+    said = first_line(result.stderr or result.stdout)
+    if "unknown queue" in said.lower():
+        raise HpcJupyterError(
+            f"queue '{queue}' does not exist on {ctx.name} ({said}).",
+            "Leave job.queue out (most PBS sites route jobs by size), or set one that 'qstat -Q' lists.",
+        )
+    return f"queue {queue}: cannot tell ({said or 'qstat -Q failed'})"
+
+
+SLURM = SchedulerCommands(
+    required=("sbatch", "squeue", "scancel", "sacct"),
+    answer=("sinfo", "-h", "-o", "%P"),
+    nodes=("sinfo", "-h", "-N", "-o", "%N"),
+    resources=slurm_resources,
+)
+PBS = SchedulerCommands(required=("qsub", "qstat", "qdel"), answer=("qstat", "-Q"), nodes=None,
+                        resources=pbs_resources)
+COMMANDS: dict[str, SchedulerCommands] = {"slurm": SLURM, "pbs": PBS}
+
+
+# ---- the checks, in order ------------------------------------------------------------------
+
+
+def check_profile(ctx: Context) -> str:
+    """The merged profile loads and a default request fits its limits (as submit would need)."""
+    ctx.open()
+    profile = ctx.site.profile
+    return f"valid ({profile.scheduler}, tunnel {profile.ssh.tunnel})"
+
+
+def check_ssh(ctx: Context) -> str:
+    site = ctx.site
+    if site.is_local:
+        return "does not apply: this site runs on this machine"
+    site.remote  # noqa: B018  (opens the login, relaying any prompts)
+    plural = "" if site.prompts == 1 else "s"
+    return f"{site.profile.ssh.host} reached; {site.prompts} prompt{plural} answered"
+
+
+_MISSING = 'for c in "$@"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done'
+
+
+def check_scheduler(ctx: Context) -> str:
+    site = ctx.site
+    commands = COMMANDS.get(site.profile.scheduler)
+    if commands is None:
+        return "does not apply: jobs run as processes on this machine"
+    listed = ctx.ask(["sh", "-c", _MISSING, "hpcj-doctor", *commands.required])
+    if not listed.ok:
+        raise HpcJupyterError(f"could not run a command on the login node: {first_line(listed.stderr)}.")
+    missing = listed.stdout.split()
+    if missing:
+        raise HpcJupyterError(
+            f"not found on the login node: {', '.join(missing)} (the profile says scheduler = "
+            f"\"{site.profile.scheduler}\").",
+            "Check the profile's scheduler; if the site loads its scheduler with a module, load it in your "
+            "shell's startup file on the cluster.",
+        )
+    answered = ctx.ask(commands.answer)
+    if not answered.ok:
+        raise HpcJupyterError(
+            f"'{' '.join(commands.answer)}' did not answer: {first_line(answered.stderr or answered.stdout)}.",
+            "The scheduler may be down or overloaded: check the site's status page, and try again later.",
+        )
+    return f"{', '.join(commands.required)} found; '{' '.join(commands.answer)}' answered"
+
+
+def check_resources(ctx: Context) -> str:
+    commands = COMMANDS.get(ctx.site.profile.scheduler)
+    return "does not apply: no scheduler" if commands is None else commands.resources(ctx)
+
+
+_WRITABLE = 'mkdir -p -- "$1" && t="$1/.hpcj-doctor.$$" && touch -- "$t" && rm -f -- "$t"'
+
+
+def check_remote_dir(ctx: Context) -> str:
+    site = ctx.site
+    directory = ctx.path(site.profile.env.remote_dir)
+    result = site.run(["sh", "-c", _WRITABLE, "hpcj-doctor", directory], timeout=QUERY_TIMEOUT)
+    if not result.ok:
+        raise HpcJupyterError(
+            f"{directory} is not writable: {first_line(result.stderr) or f'exit status {result.returncode}'}.",
+            "Set env.remote_dir to a directory of yours that compute nodes also see (the site's work or "
+            f"scratch filesystem), e.g. in [sites.{ctx.name}] of your config.",
+        )
+    if site.is_local:
+        return f"{directory} writable"
+    return (f"{directory} writable from the login node; not checked from compute nodes "
+            "(it must be on a filesystem they mount)")
+
+
+def jupyter_script(setup: Sequence[str], modules: Sequence[str], conda: str | None, conda_env: str | None,
+                   venv: str | None, program: str) -> str:
+    """The job's environment set-up, then where ``program`` is: each failure exits with its own status.
+
+    3: the conda/venv path is missing; 4: conda activate failed; 5: no ``program``; 6: a module.
+    """
+    from hpcjupyter.render import quote, quote_path
+
+    def fail(code: int, message: str) -> str:
+        return f"{{ echo {quote(MARK + message)}; exit {code}; }}"
+
+    lines = ["set +u", *setup]
+    lines += [f"module load {quote(m)} || {fail(6, f'module load {m} failed')}" for m in modules]
+    if conda:
+        name = conda_env or "base"
+        lines += [f"c={quote_path(conda)}",
+                  f'[ -x "$c/bin/conda" ] || {fail(3, f"conda not found: {conda}/bin/conda does not exist")}',
+                  f'eval "$("$c/bin/conda" shell.bash hook)" && conda activate {quote(name)} '
+                  f"|| {fail(4, f'conda activate {name} failed')}"]
+    if venv:
+        lines += [f"v={quote_path(venv)}",
+                  f'[ -f "$v/bin/activate" ] || {fail(3, f"no venv at {venv} (bin/activate does not exist)")}',
+                  '. "$v/bin/activate"']
+    within = (f"in the venv {venv}" if venv else f"in the conda env {conda_env or 'base'}" if conda
+              else f"after module load {' '.join(modules)}" if modules else "on the PATH")
+    lines.append(f"j=$(command -v {quote(program)}) || {fail(5, f'{program} not found {within}')}")
+    lines.append(f'echo "{MARK}$j"')
+    return "\n".join(lines) + "\n"
+
+
+def check_jupyter(ctx: Context) -> str:
+    site = ctx.site
+    env = site.profile.env
+    program = f"jupyter-{env.jupyter}"
+    conda, venv = (ctx.path(p) if p else None for p in (env.conda, env.venv))
+    script = jupyter_script(env.setup, env.modules, conda, ctx.request.conda_env, venv, program)
+    # On stdin, so no login shell (csh users exist) has to parse it. A remote login shell is where
+    # `module` is defined; the local site's job inherits this environment instead.
+    shell = ["bash", "-s"] if site.is_local else ["bash", "-l", "-s"]
+    result = site.run(shell, stdin=script, timeout=QUERY_TIMEOUT)
+    said = marked(result.stdout)
+    where = "" if site.is_local else " on the login node (compute nodes may differ)"
+    if result.ok and said:
+        return f"{said}{where}"
+    setting = "env.venv" if venv else "env.conda" if conda else "env.modules" if env.modules else "env.venv"
+    hints = {
+        3: f"Create it, or fix {setting} in the profile (or in [sites.{ctx.name}] of your config).",
+        4: "Check env.conda_env: 'conda env list' on the login node shows the environments.",
+        5: f"Install JupyterLab into the environment the job activates ({setting}): pip install jupyterlab.",
+        6: "Check the module's name with 'module avail' on the login node.",
+    }
+    detail = said or first_line(result.stderr) or f"exit status {result.returncode}"
+    raise HpcJupyterError(f"{detail}{where}.", hints.get(result.returncode, "Run the job's set-up by hand to see why."))
+
+
+def check_tunnel(ctx: Context) -> str:
+    site = ctx.site
+    if site.is_local:
+        return "does not apply: Jupyter runs on this machine"
+    if site.profile.ssh.tunnel == "forward":
+        return "forward: the login node connects to the node's port; no ssh to compute nodes is needed"
+    commands = COMMANDS.get(site.profile.scheduler)
+    listed = ctx.ask(commands.nodes) if commands and commands.nodes else None
+    node = first_node(listed.stdout) if listed is not None and listed.ok else None
+    if node is None:
+        return "jump: cannot check until a job runs (no compute node can be named before then)"
+    result = site.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", node, "true"],
+                      timeout=NODE_SSH_TIMEOUT)
+    said = first_line(result.stderr) or f"exit status {result.returncode}"
+    if result.ok:
+        return f"jump: ssh from the login node to {node} works"
+    if refused_until_job(result.stderr):
+        return f"jump: cannot check until a job runs ({node} admits ssh only to users with a job there)"
+    raise HpcJupyterError(
+        f"jump: ssh from the login node to compute node {node} failed ({said}).",
+        "The jump tunnel needs ssh to the job's node. If the site does not allow it, set "
+        f"tunnel = \"forward\" in [sites.{ctx.name}] of your config (Jupyter then listens on the node's name).",
+    )
+
+
+CHECKS: list[tuple[str, Callable[[Context], str]]] = [
+    ("profile", check_profile),
+    ("ssh", check_ssh),
+    ("scheduler", check_scheduler),
+    ("account/partition/qos", check_resources),
+    ("remote_dir", check_remote_dir),
+    ("jupyter", check_jupyter),
+    ("tunnel", check_tunnel),
+]
+
+
+def format_result(result: CheckResult) -> str:
+    """``✓ name (12 ms)  detail``; a failure's further lines (what to do) indented beneath."""
+    first, *rest = result.detail.splitlines() or [""]
+    mark = "✓" if result.ok else "✗"
+    lines = [f"{mark} {result.name} ({result.seconds * 1000:.0f} ms)  {first}"]
+    return "\n".join(lines + [f"    {line}" for line in rest])
+
+
+def run_checks(ctx: Context, report: Callable[[CheckResult], None],
+               starting: Callable[[str], None] = lambda name: None) -> bool:
+    """Run the checks in order, reporting each as it ends; stop at the first failure."""
+    for name, check in CHECKS:
+        starting(name)
+        start = time.perf_counter()
+        try:
+            detail, ok = check(ctx), True
+        except HpcJupyterError as exc:
+            detail, ok = str(exc), False
+        report(CheckResult(name, ok, detail, round(time.perf_counter() - start, 3)))
+        if not ok:
+            return False
+    return True
