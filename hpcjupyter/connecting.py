@@ -224,14 +224,17 @@ def keep_alive(waiter: Waiter, connection: Connection, tunnel: Any, port: int, s
     site, ui = waiter.site, waiter.ui
     poll = site.profile.env.poll_seconds
     next_query = time.monotonic() + poll
-    backoff = 1.0
+    backoff, misses = 1.0, 0
     while True:
         time.sleep(2.0)
-        if api_status(port, connection.endpoint.base_url, connection.token, timeout=5.0) != 200 and tunnel is not None:
+        answering = api_status(port, connection.endpoint.base_url, connection.token, timeout=5.0) == 200
+        misses = 0 if answering else misses + 1
+        # A busy Jupyter can miss one probe: re-open only a dead tunnel or after two misses in a row.
+        if tunnel is not None and misses and (misses >= 2 or not tunnel.alive()):
             ui.warn("Jupyter is not answering through the tunnel; re-opening it.")
             try:
                 tunnel.reopen()
-                backoff = 1.0
+                backoff, misses = 1.0, 0
             except RemoteError as exc:
                 ui.warn(f"{exc.message} Retrying in {backoff:g} s.")
                 waiter.reconnect()

@@ -71,10 +71,15 @@ def port_and_token(url: str) -> tuple[int, str]:
     return int(hostport.rsplit(":", 1)[1]), rest.partition("token=")[2]
 
 
-def stop(process: subprocess.Popen[str]) -> None:
+def stop(process: subprocess.Popen[str]) -> str:
+    """End a background hpcjupyter; returns what it wrote on stderr (printed, so a failure shows it)."""
     if process.poll() is None:
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+    stderr = process.stderr.read() if process.stderr and not process.stderr.closed else ""
+    print(f"--- stderr of {' '.join(process.args[3:]) if isinstance(process.args, list) else process.args}:\n{stderr}")
+    return stderr

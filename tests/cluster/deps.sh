@@ -4,6 +4,9 @@
 #
 #   tests/cluster/deps.sh            # install missing packages
 #   tests/cluster/deps.sh --check    # exit 1 and list what is missing, install nothing
+#
+# With HPCJ_TESTBED_ACCOUNTING=1 it also installs slurmdbd and MariaDB (optional Slurm
+# accounting, so that sacct answers; see README.md).
 set -euo pipefail
 
 PACKAGES=(
@@ -15,6 +18,9 @@ PACKAGES=(
   chromium                              # headless browser for the e2e tests
   tmux git shellcheck                   # terminal-driving, repo, script lint
 )
+if [[ ${HPCJ_TESTBED_ACCOUNTING:-0} == 1 ]]; then
+  PACKAGES+=(slurmdbd mariadb-server)   # optional: Slurm accounting (sacct)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

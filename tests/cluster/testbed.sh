@@ -7,10 +7,13 @@
 #   testbed.sh down [--purge]     tear everything down (--purge also drops the pip/venv cache)
 #   testbed.sh status             show what runs; exit 0 when healthy
 #   testbed.sh exec HOST CMD...   run CMD as root inside HOST's namespaces (login, node1, node2)
-#   testbed.sh link-down SECONDS  take the laptop<->login link down for SECONDS (blocks)
+#   testbed.sh link-down SECONDS [unreachable|blackhole]
+#                                 take the laptop<->login link down for SECONDS (blocks)
 #   testbed.sh restart-sshd WHICH restart one sshd: login, mfa, pw, node1, node2
 #   testbed.sh fail-next CMD N    make the next N calls of CMD on login fail (squeue, qstat, ...)
 #   testbed.sh calls [CMD]        count logged scheduler-command calls on login
+#
+# HPCJ_TESTBED_ACCOUNTING=1 adds slurmdbd + MariaDB on login (sacct answers); default: none.
 #
 # Everything lives under $HPCJ_TESTBED_DIR (default /srv/hpcj-testbed); a pip cache and the
 # parked JupyterLab venv live under $HPCJ_TESTBED_CACHE (default /var/cache/hpcj-testbed).
@@ -42,6 +45,7 @@ PBS_SERVER=pbs-tb
 NODE_CPUS=4
 NODE_MEM_MB=8000
 OATH_WINDOW=5
+ACCOUNTING=${HPCJ_TESTBED_ACCOUNTING:-0}   # 1: slurmdbd + MariaDB, so that sacct answers
 JUPYTER_SPEC=${HPCJ_TESTBED_JUPYTER_SPEC:-jupyterlab}   # pip requirement(s), space separated
 SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -93,9 +97,10 @@ start_in() {
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION CMD...
-  local t=$1 what=$2 i
+  local t=$1 what=$2 deadline
   shift 2
-  for ((i = 0; i < t * 10; i++)); do
+  deadline=$((SECONDS + t))
+  while ((SECONDS < deadline)); do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
@@ -211,7 +216,18 @@ gen_files() {
   head -c 1024 /dev/urandom >"$BED/etc/munge/munge.key"
   chmod 0700 "$BED/etc/munge"
   chmod 0400 "$BED/etc/munge/munge.key"
-  render "$HERE/templates/slurm.conf.in" "$BED/etc/slurm/slurm.conf"
+  echo "$ACCOUNTING" >"$BED/run/accounting"
+  if [[ $ACCOUNTING == 1 ]]; then
+    render "$HERE/templates/slurm.conf.in" "$BED/etc/slurm/slurm.conf" \
+      ACCT_TYPE=accounting_storage/slurmdbd ACCT_HOST_LINE="AccountingStorageHost=login" \
+      ACCT_PASS_LINE="AccountingStoragePass=$BED/shared/munge/munge.socket"
+    render "$HERE/templates/slurmdbd.conf.in" "$BED/etc/slurm/slurmdbd.conf"
+    chmod 0600 "$BED/etc/slurm/slurmdbd.conf"
+  else
+    render "$HERE/templates/slurm.conf.in" "$BED/etc/slurm/slurm.conf" \
+      ACCT_TYPE=accounting_storage/none ACCT_HOST_LINE="# (no AccountingStorageHost)" \
+      ACCT_PASS_LINE="# (no AccountingStoragePass)"
+  fi
   cp /etc/slurm/plugstack.conf "$BED/etc/slurm/" 2>/dev/null || true
   [[ -d /etc/slurm/plugstack.conf.d ]] && cp -a /etc/slurm/plugstack.conf.d "$BED/etc/slurm/"
 
@@ -446,7 +462,27 @@ stop_sshd() {
   rm -f "$f"
 }
 
+start_accounting() {
+  local db="$BED/hosts/login/mysql" sock=/run/mysqld/mysqld.sock
+  log "starting MariaDB and slurmdbd (accounting)"
+  in_host login mkdir -p /run/mysqld
+  in_host login mariadb-install-db --no-defaults --user=root --datadir="$db" \
+    --auth-root-authentication-method=socket --skip-test-db >"$BED/logs/mariadb-install.log" 2>&1 9<&- \
+    || die "mariadb-install-db failed (see $BED/logs/mariadb-install.log)"
+  start_in login setsid -f /usr/sbin/mariadbd --no-defaults --user=root --datadir="$db" \
+    --socket="$sock" --pid-file="$BED/run/mariadb.pid" --log-error="$BED/logs/mariadb.log" \
+    --skip-networking --skip-log-bin --innodb-buffer-pool-size=64M \
+    --innodb-flush-log-at-trx-commit=2
+  wait_for 30 "MariaDB socket" in_host login test -S "$sock"
+  start_in login /usr/sbin/slurmdbd
+  wait_for 30 "slurmdbd" in_host login /usr/bin/sacctmgr -n -i list cluster
+  in_host login /usr/bin/sacctmgr -i add cluster hpcjtb >/dev/null
+  in_host login /usr/bin/sacctmgr -i add account hpcj Description="hpcjupyter tests" Organization=hpcj >/dev/null
+  in_host login /usr/bin/sacctmgr -i add user "$TUSER" Account=hpcj >/dev/null
+}
+
 start_slurm() {
+  if [[ $ACCOUNTING == 1 ]]; then start_accounting; fi
   start_in login /usr/sbin/slurmctld
   wait_for 20 "slurmctld" in_host login /usr/bin/scontrol ping
   local h
@@ -518,6 +554,7 @@ info = {
     "remote_dir": "$HOMEDIR/hpcj-jobs",
     "jupyter_venv": "$VENV",
     "pbs_server": "$PBS_SERVER",
+    "accounting": open(f"{bed}/run/accounting").read().strip() == "1",
     "slurm_partitions": ["serial", "standard"],
     "pbs_queues": ["workq", "v1_small72", "v1_medium72", "v1_gpu72"],
     "addresses": {"laptop": "$LAPTOP_IP", "login": "$LOGIN_EXT_IP", "login_internal": "$LOGIN_IP",
@@ -544,13 +581,36 @@ healthy() {
   for h in "${NODES[@]}"; do pid_alive "$BED/run/slurmd-$h.pid" || return 1; done
   for n in "${SSHD_NAMES[@]}"; do pid_alive "$BED/run/sshd-$n.pid" || return 1; done
   [[ -f $VENV/.hpcj-stamp ]] || return 1
+  [[ "$(cat "$BED/run/accounting" 2>/dev/null)" == "$ACCOUNTING" ]] || return 1
+  if [[ $ACCOUNTING == 1 ]]; then
+    pid_alive "$BED/run/mariadb.pid" || return 1
+    pid_alive "$BED/run/slurmdbd.pid" || return 1
+  fi
   return 0
+}
+
+# The namespaces have fixed names, so one bed per machine: if they belong to a bed in another
+# directory that still exists, refuse instead of tearing that bed down.
+foreign_owner() {
+  local pid owner
+  for pid in $(ip netns pids "${NS_PREFIX}login" 2>/dev/null); do
+    owner=$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | sed -n 's/^HPCJ_TESTBED_DIR=//p' | head -1)
+    if [[ -n $owner && $owner != "$BED" && -d $owner ]]; then
+      echo "$owner"
+      return 0
+    fi
+  done
+  return 1
 }
 
 cmd_up() {
   need_root
   local t0=$SECONDS
   if healthy; then log "test bed already up at $BED"; return 0; fi
+  local other
+  if other=$(foreign_owner); then
+    die "another test bed is running (HPCJ_TESTBED_DIR=$other): take it down first"
+  fi
   if [[ -e $BED ]] || ip netns list 2>/dev/null | grep -q "^$NS_PREFIX" || ip link show "$LAP_IF" >/dev/null 2>&1; then
     log "leftovers of a previous test bed found: tearing down first"
     cmd_down
@@ -558,10 +618,16 @@ cmd_up() {
   for b in ip nsenter unshare sshd ssh ssh-keygen munged slurmctld slurmd sbatch flock; do
     command -v "$b" >/dev/null || die "missing $b: run tests/cluster/deps.sh"
   done
+  if [[ $ACCOUNTING == 1 ]]; then
+    for b in slurmdbd mariadbd mariadb-install-db; do
+      command -v "$b" >/dev/null || die "missing $b: run HPCJ_TESTBED_ACCOUNTING=1 tests/cluster/deps.sh"
+    done
+  fi
   [[ -f /lib/x86_64-linux-gnu/security/pam_oath.so || -n "$(find /lib /usr/lib -name pam_oath.so 2>/dev/null | head -1)" ]] \
     || die "missing pam_oath.so: run tests/cluster/deps.sh"
   log "bringing up test bed in $BED"
   mkdir -p "$BED/run" "$BED/logs" "$BED/shared"
+  trap up_failed EXIT
   venv_start                    # long part (pip) runs while the rest starts
   gen_files
   net_up
@@ -578,7 +644,27 @@ cmd_up() {
   ssh -F "$BED/laptop/ssh_config" -o BatchMode=yes -J tb-login node1 true \
     || die "ssh -J tb-login node1 failed"
   date +%s >"$BED/run/up"
+  trap - EXIT
   log "test bed up in $((SECONDS - t0))s: ssh -F $BED/laptop/ssh_config tb-login"
+}
+
+# A failed `up` shows the ends of the logs, then takes everything down again (so nothing is
+# left behind); HPCJ_TESTBED_KEEP_FAILED=1 keeps the broken bed for inspection.
+up_failed() {
+  local rc=$? f
+  trap - EXIT
+  echo "testbed: up failed (exit $rc); last lines of the logs:" >&2
+  for f in "$BED"/logs/*; do
+    [[ -s $f ]] || continue
+    echo "--- $f" >&2
+    tail -n 15 "$f" >&2
+  done
+  if [[ ${HPCJ_TESTBED_KEEP_FAILED:-0} == 1 ]]; then
+    echo "testbed: HPCJ_TESTBED_KEEP_FAILED=1: leaving the broken bed in $BED" >&2
+  else
+    cmd_down || true
+  fi
+  exit "$rc"
 }
 
 kill_ns_procs() {
@@ -607,7 +693,10 @@ ns_has_procs() {
 
 cmd_down() {
   need_root
-  local purge=${1:-} h f pid preexisting=yes i
+  local purge=${1:-} h f pid preexisting=yes i other
+  if other=$(foreign_owner); then
+    die "the running test bed belongs to HPCJ_TESTBED_DIR=$other, not $BED: not touching it"
+  fi
   log "tearing down test bed at $BED"
   # helpers started on the laptop side (venv build, link-down timers)
   for f in "$BED"/run/*.bgpid; do
@@ -658,7 +747,9 @@ cmd_status() {
   for h in "${HOSTS[@]}"; do
     if pid=$(holder_pid "$h"); then echo "host $h: up (holder pid $pid)"; else echo "host $h: DOWN"; rc=1; fi
   done
-  for n in munged slurmctld slurmd-node1 slurmd-node2 sshd-login sshd-mfa sshd-pw sshd-node1 sshd-node2; do
+  local names=(munged slurmctld slurmd-node1 slurmd-node2 sshd-login sshd-mfa sshd-pw sshd-node1 sshd-node2)
+  if [[ "$(cat "$BED/run/accounting" 2>/dev/null)" == 1 ]]; then names+=(mariadb slurmdbd); fi
+  for n in "${names[@]}"; do
     if pid_alive "$BED/run/$n.pid"; then echo "$n: running (pid $(<"$BED/run/$n.pid"))"; else echo "$n: NOT running"; rc=1; fi
   done
   if [[ -f $VENV/.hpcj-stamp ]]; then echo "jupyter venv: $VENV"; else echo "jupyter venv: missing"; rc=1; fi
@@ -676,12 +767,38 @@ cmd_exec() {
 }
 
 cmd_link_down() {
+  # link-down SECONDS [unreachable|blackhole]
+  #   unreachable (default): the laptop's end goes down; its link route goes with it, so the
+  #     laptop's packets to login fail at once with "No route to host" (like losing Wi-Fi).
+  #   blackhole: login's end goes down; the laptop still routes into the link and packets are
+  #     silently dropped, so connections hang until timeouts (like an outage further away).
   need_root
-  local secs=${1:?usage: link-down SECONDS}
+  local secs=${1:?usage: link-down SECONDS [unreachable|blackhole]} mode=${2:-unreachable}
+  local -a ipcmd
+  case $mode in
+    unreachable) ipcmd=(ip link set "$LAP_IF") ;;
+    blackhole) ipcmd=(ip -n "${NS_PREFIX}login" link set ext0) ;;
+    *) die "link-down mode must be unreachable or blackhole" ;;
+  esac
   echo $$ >"$BED/run/link-down-$$.bgpid"
-  trap 'ip link set "$LAP_IF" up 2>/dev/null; rm -f "$BED/run/link-down-$$.bgpid"' EXIT
-  ip link set "$LAP_IF" down
-  sleep "$secs"
+  # shellcheck disable=SC2064
+  trap "link_restore ${ipcmd[*]}; rm -f '$BED/run/link-down-$$.bgpid'" EXIT
+  trap 'exit 0' TERM INT
+  "${ipcmd[@]}" down
+  sleep "$secs" &
+  wait $!
+}
+
+link_restore() {  # link_restore IPCMD... : bring the link back and wait until it carries traffic
+  "$@" up 2>/dev/null || return 0
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [[ $(ip -br link show "$LAP_IF" 2>/dev/null | awk '{print $2}') == UP ]] && break
+    sleep 0.05
+  done
+  # forget the failed ARP entry from the outage, so the next packet resolves afresh
+  ip neigh flush dev "$LAP_IF" 2>/dev/null || true
+  ip -n "${NS_PREFIX}login" neigh flush dev ext0 2>/dev/null || true
 }
 
 cmd_restart_sshd() {

@@ -605,12 +605,16 @@ def build_job(args, stdin_text, env, cwd):
 
     user = pwd.getpwuid(os.getuid())
     submit_host = CFG["submit_host"]
-    variables = [
-        ("PBS_O_HOME", user.pw_dir),
-        ("PBS_O_LANG", env.get("LANG", "C")),
+    variables = [("PBS_O_HOME", user.pw_dir)]
+    if "LANG" in env:
+        variables.append(("PBS_O_LANG", env["LANG"]))
+    variables += [
         ("PBS_O_LOGNAME", user.pw_name),
         ("PBS_O_PATH", env.get("PATH", "/usr/bin:/bin")),
-        ("PBS_O_MAIL", env.get("MAIL", f"/var/mail/{user.pw_name}")),
+    ]
+    if "MAIL" in env:
+        variables.append(("PBS_O_MAIL", env["MAIL"]))
+    variables += [
         ("PBS_O_SHELL", env.get("SHELL", user.pw_shell)),
         ("PBS_O_WORKDIR", cwd),
         ("PBS_O_SYSTEM", os.uname().sysname),
@@ -1018,7 +1022,7 @@ def runner(seq):
                     r = j["resources"]
                     ncpus = int(r["ncpus"])
                     j.update(
-                        state="R", substate=42, node=node, slot=slot, stime=int(now),
+                        state="R", substate=41, node=node, slot=slot, stime=int(now),
                         exec_host=f"{node}/{slot}" + (f"*{ncpus}" if ncpus > 1 else ""),
                         run_count=j.get("run_count", 0) + 1,
                         jobdir=f"/tmp/pbs.{full_id(seq)}",
@@ -1063,6 +1067,7 @@ def run_job(seq, node):
             with Lock():
                 j = load(seq)
                 j["session_id"] = int(started.split()[1])
+                j["substate"] = 42          # PRERUN (41) -> RUNNING once the mom has started it
                 save(j)
         if killed:
             continue
@@ -1071,7 +1076,7 @@ def run_job(seq, node):
             send_kill(p, "KILL qdel")
         elif time.time() - j["stime"] > j["walltime_s"]:
             killed = "walltime"
-            used = int(time.time() - j["stime"])
+            used = max(int(time.time() - j["stime"]), j["walltime_s"] + 1)
             send_kill(p, f"KILL walltime {used} {j['walltime_s']}")
     t.join(timeout=5)
     ex = next((l for l in lines if l.startswith("EXIT ")), None)

@@ -1,0 +1,272 @@
+"""The mini-cluster test bed as a pytest fixture (see tests/cluster/README.md).
+
+`testbed` (session scope) returns a `Testbed` describing a running bed:
+
+* `HPCJ_TESTBED_DIR` points at a running bed -> use it, leave it running;
+* the default bed (/srv/hpcj-testbed) is already up -> use it, leave it running;
+* running as root -> `tests/cluster/testbed.sh up`, and `down` at the end of the session
+  (set HPCJ_TESTBED_KEEP=1 to leave it up);
+* otherwise skip with the reason -- or fail when HPCJ_REQUIRE_TESTBED=1 (CI sets it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TESTBED_SH = REPO / "tests" / "cluster" / "testbed.sh"
+DEFAULT_DIR = Path("/srv/hpcj-testbed")
+OATH_WINDOW = 5          # pam_oath window=5 in tests/cluster/templates/pam-sshd-mfa.in
+TOTP_STEP = 30
+
+SSHD_NAMES = {
+    "login": "login", "tb-login": "login",
+    "mfa": "mfa", "tb-login-mfa": "mfa",
+    "pw": "pw", "tb-login-pw": "pw",
+    "node1": "node1", "node2": "node2",
+}
+
+
+def totp_code(key: bytes, step: int, digits: int = 6) -> str:
+    """RFC 6238 TOTP (HMAC-SHA1, 30 s steps) -- what `oathtool --totp -b SECRET` prints."""
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    value = (struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % (10 ** digits)
+    return f"{value:0{digits}d}"
+
+
+class Testbed:
+    """A running test bed. Paths are on this machine (the laptop); `shared` is the cluster's
+    shared filesystem and has the same path on every host."""
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.info = json.loads((self.dir / "testbed.json").read_text())
+        i = self.info
+        self.ssh_config = Path(i["ssh_config"])
+        self.known_hosts = Path(i["known_hosts"])
+        self.identity_file = Path(i["identity_file"])
+        self.login_alias: str = i["login_alias"]
+        self.mfa_alias: str = i["mfa_alias"]
+        self.pw_alias: str = i["pw_alias"]
+        self.user: str = i["user"]
+        self.uid: int = i["uid"]
+        self.password: str = i["password"]
+        self.totp_secret: str = i["totp_secret"]          # base32, as an authenticator app shows it
+        self.totp_secret_hex: str = i["totp_secret_hex"]
+        self.nodes: list[str] = list(i["nodes"])
+        self.shared = Path(i["shared"])
+        self.home = Path(i["home"])
+        self.remote_dir = Path(i["remote_dir"])
+        self.jupyter_venv = Path(i["jupyter_venv"])
+        self.pbs_server: str = i["pbs_server"]
+        self.accounting: bool = bool(i.get("accounting"))    # slurmdbd: sacct answers
+        self.slurm_partitions: list[str] = list(i["slurm_partitions"])
+        self.pbs_queues: list[str] = list(i["pbs_queues"])
+        self.addresses: dict[str, str] = dict(i["addresses"])
+        self.ports: dict[str, int] = dict(i["ports"])
+        self.faults_dir = Path(i["faults_dir"])
+        self.calls_log = Path(i["calls_log"])
+        self._totp_lock = threading.Lock()
+        self._totp_issued = -1
+
+    # ---- credentials -----------------------------------------------------------------------
+    def _last_used_step(self) -> int:
+        """The TOTP step pam_oath last accepted (it rejects any step <= that one: replay)."""
+        try:
+            fields = (self.dir / "etc" / "users.oath").read_text().split()
+        except OSError:
+            return -1
+        if len(fields) < 6:
+            return -1
+        last_otp = fields[5]
+        key = bytes.fromhex(self.totp_secret_hex)
+        now = int(time.time()) // TOTP_STEP
+        steps = [s for s in range(now - 40, now + OATH_WINDOW + 2) if totp_code(key, s) == last_otp]
+        return max(steps) if steps else -1
+
+    def totp(self) -> str:
+        """A TOTP code the MFA sshd will accept now. Never returns a code for a time step that
+        was already used or handed out (pam_oath refuses replays), so several logins within one
+        30-second step get codes for the following steps (accepted within window=5); waits if
+        that would leave the window."""
+        with self._totp_lock:
+            key = bytes.fromhex(self.totp_secret_hex)
+            now = int(time.time()) // TOTP_STEP
+            step = max(now, self._last_used_step() + 1, self._totp_issued + 1)
+            while step > int(time.time()) // TOTP_STEP + OATH_WINDOW - 1:
+                time.sleep(1)
+            self._totp_issued = step
+            return totp_code(key, step)
+
+    def totp_at(self, when: float) -> str:
+        """The code of the 30-second step containing time WHEN (no replay bookkeeping)."""
+        return totp_code(bytes.fromhex(self.totp_secret_hex), int(when) // TOTP_STEP)
+
+    # ---- logs and commands ---------------------------------------------------------------
+    def sshd_log(self, which: str) -> Path:
+        """Log file of one sshd: login, mfa, pw, node1, node2 (or the aliases tb-login...)."""
+        return self.dir / "logs" / f"sshd-{SSHD_NAMES[which]}.log"
+
+    def accepted(self, which: str) -> int:
+        """Number of completed logins ('Accepted ...' lines) in that sshd's log."""
+        try:
+            text = self.sshd_log(which).read_text(errors="replace")
+        except FileNotFoundError:
+            return 0
+        return sum(1 for line in text.splitlines() if line.startswith("Accepted "))
+
+    def _holder(self, host: str) -> str:
+        return (self.dir / "run" / f"holder-{host}.pid").read_text().strip()
+
+    def exec(self, host: str, *cmd: str, check: bool = False, timeout: float = 60,
+             input: str | None = None) -> subprocess.CompletedProcess:
+        """Run CMD as root inside HOST's namespaces (login, node1, node2); text output."""
+        argv = ["nsenter", "-t", self._holder(host), "-u", "-m", "-n", "--",
+                "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME=/root", "LANG=C.UTF-8", *cmd]
+        return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout,
+                              input=input)
+
+    def ssh_argv(self, alias: str, *args: str) -> list[str]:
+        """`ssh -F <laptop ssh_config> ALIAS ARGS...`"""
+        return ["ssh", "-F", str(self.ssh_config), alias, *args]
+
+    def ssh(self, alias: str, cmd: str, *, check: bool = False, timeout: float = 60,
+            options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        """Run a remote shell command non-interactively (BatchMode: key hosts only, i.e.
+        tb-login and, with options=('-J', 'tb-login'), node1/node2)."""
+        argv = ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", *options, alias, cmd]
+        return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    # ---- faults ---------------------------------------------------------------------------
+    def link_down(self, seconds: float, wait: bool = False,
+                  mode: str = "unreachable") -> subprocess.Popen:
+        """Take the laptop<->login link down for SECONDS.
+
+        mode="unreachable": the laptop's end goes down; new packets to login fail at once with
+        'No route to host' (the test range is routed unreachable). mode="blackhole": login's
+        end goes down; packets are silently dropped and connections hang until timeouts.
+        Returns once the link is down, unless wait=True (then once it is back up); the
+        Popen's wait() ends when the link is back up."""
+        p = subprocess.Popen(["bash", str(TESTBED_SH), "link-down", str(seconds), mode],
+                             env=self._env(), stdin=subprocess.DEVNULL)
+        deadline = time.time() + 5
+        while time.time() < deadline and self._link_is_up() and p.poll() is None:
+            time.sleep(0.02)
+        if wait:
+            p.wait()
+        return p
+
+    def _link_is_up(self) -> bool:
+        out = subprocess.run(["ip", "-br", "link", "show", "hpcj-lap"], capture_output=True,
+                             text=True).stdout.split()
+        return len(out) > 1 and out[1] == "UP"
+
+    def restart_sshd(self, which: str) -> None:
+        """Restart one sshd listener (login, mfa, pw, node1, node2): established sessions and
+        ControlMaster connections survive, as on a real restart."""
+        subprocess.run(["bash", str(TESTBED_SH), "restart-sshd", SSHD_NAMES[which]],
+                       env=self._env(), check=True, capture_output=True, text=True)
+
+    def fail_next(self, command: str, n: int, message: str | None = None, rc: int = 1) -> None:
+        """The next N calls of COMMAND (squeue, sacct, scontrol, sbatch, scancel, sinfo, qsub,
+        qstat, qdel, qrls) on the login host fail with MESSAGE on stderr and exit code RC."""
+        self._write_fault(f"{command}.fail", f"{n}\n")
+        self._write_fault(f"{command}.fail.rc", f"{rc}\n")
+        if message is not None:
+            self._write_fault(f"{command}.fail.msg", message.rstrip("\n") + "\n")
+        else:
+            (self.faults_dir / f"{command}.fail.msg").unlink(missing_ok=True)
+
+    def delay_next(self, command: str, seconds: float) -> None:
+        """Every call of COMMAND on login sleeps SECONDS first (0 to stop)."""
+        if seconds:
+            self._write_fault(f"{command}.delay", f"{seconds}\n")
+        else:
+            (self.faults_dir / f"{command}.delay").unlink(missing_ok=True)
+
+    def clear_faults(self) -> None:
+        for p in self.faults_dir.iterdir():
+            if p.name.endswith((".fail", ".fail.msg", ".fail.rc", ".delay")):
+                p.unlink()
+
+    def _write_fault(self, name: str, text: str) -> None:
+        path = self.faults_dir / name
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.chown(tmp, self.uid, self.uid)
+        os.replace(tmp, path)
+
+    def command_count(self, name: str) -> int:
+        """How many times NAME (squeue, sacct, scontrol, sbatch, scancel, sinfo, qsub, qstat,
+        qdel, qrls) was run on the login host since the bed came up."""
+        try:
+            lines = self.calls_log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return 0
+        return sum(1 for line in lines if line.split(" ", 2)[1:2] == [name])
+
+    def calls(self, name: str | None = None) -> list[str]:
+        """The logged argument strings of NAME's calls (all calls' 'name args' if None)."""
+        out = []
+        for line in self.calls_log.read_text(errors="replace").splitlines():
+            parts = line.split(" ", 2) + [""]
+            if name is None:
+                out.append(f"{parts[1]} {parts[2]}".rstrip())
+            elif parts[1] == name:
+                out.append(parts[2])
+        return out
+
+    def _env(self) -> dict:
+        return {**os.environ, "HPCJ_TESTBED_DIR": str(self.dir)}
+
+
+def _healthy(directory: Path) -> bool:
+    if not (directory / "testbed.json").exists():
+        return False
+    r = subprocess.run(["bash", str(TESTBED_SH), "status"], capture_output=True, text=True,
+                       env={**os.environ, "HPCJ_TESTBED_DIR": str(directory)})
+    return r.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    require = os.environ.get("HPCJ_REQUIRE_TESTBED") == "1"
+    given = os.environ.get("HPCJ_TESTBED_DIR")
+    directory = Path(given) if given else DEFAULT_DIR
+
+    def unavailable(reason: str):
+        if require:
+            pytest.fail(f"test bed required (HPCJ_REQUIRE_TESTBED=1) but unavailable: {reason}")
+        pytest.skip(f"mini-cluster test bed unavailable: {reason}")
+
+    if os.geteuid() != 0:
+        unavailable("needs root (network namespaces, daemons); run as root or point "
+                    "HPCJ_TESTBED_DIR at a bed brought up with tests/cluster/testbed.sh up")
+    if _healthy(directory):
+        bed = Testbed(directory)
+        bed.clear_faults()
+        yield bed
+        return
+    env = {**os.environ, "HPCJ_TESTBED_DIR": str(directory)}
+    r = subprocess.run(["bash", str(TESTBED_SH), "up"], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        unavailable(f"`testbed.sh up` failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
+    try:
+        yield Testbed(directory)
+    finally:
+        if os.environ.get("HPCJ_TESTBED_KEEP") != "1":
+            subprocess.run(["bash", str(TESTBED_SH), "down"], env=env, capture_output=True, text=True)

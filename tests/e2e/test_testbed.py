@@ -1,0 +1,419 @@
+"""Smoke tests of the mini-cluster test bed itself (tests/cluster/): if these fail, the e2e tests
+of hpcjupyter cannot mean anything."""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import shlex
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pexpect
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+
+
+def wait_until(predicate, timeout=30.0, interval=0.3, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def fixture_lines(name: str) -> list[str]:
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.skip(f"fixture {path} not found (shared/ beside the repo)")
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("# source:")
+    return lines[1:]
+
+
+def write_remote(testbed, path: str, text: str) -> None:
+    r = subprocess.run(
+        testbed.ssh_argv(testbed.login_alias, "-o", "BatchMode=yes", f"cat > {shlex.quote(path)}"),
+        input=text, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+# ---- network -------------------------------------------------------------------------------
+def test_laptop_reaches_login_only(testbed):
+    addr = testbed.addresses
+    # login answers on its link address
+    with socket.create_connection((addr["login"], 22), timeout=5) as s:
+        assert s.recv(64).startswith(b"SSH-2.0-")
+    # the rest of the test range is routed unreachable here (route lookup only: no packet is
+    # ever sent to an address that is not one of the bed's hosts)
+    r = subprocess.run(["ip", "route", "get", "10.77.200.9"], capture_output=True, text=True)
+    assert r.returncode != 0 and "No route to host" in r.stderr, (r.stdout, r.stderr)
+    # the internal network: the nodes' (and login's internal) addresses fail at once
+    for target in (addr["node1"], addr["node2"], addr["login_internal"]):
+        r = subprocess.run(["ip", "route", "get", target], capture_output=True, text=True)
+        assert r.returncode != 0 and "No route to host" in r.stderr, (target, r.stdout, r.stderr)
+        s = socket.socket()
+        s.settimeout(5)
+        t0 = time.time()
+        with pytest.raises(OSError) as exc:
+            s.connect((target, 22))
+        s.close()
+        assert exc.value.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH), exc.value
+        assert time.time() - t0 < 2, "unreachable must fail at once, not time out"
+    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True).stdout
+    assert "unreachable 10.77.0.0/16" in routes
+    assert "10.77.2." not in routes
+    # the login host does not forward between its two networks
+    assert testbed.exec("login", "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
+
+
+def test_hosts_have_own_names_tmp_and_hosts_file(testbed):
+    marker = f"hpcj-{uuid.uuid4().hex}"
+    for host in ["login", *testbed.nodes]:
+        r = testbed.exec(host, "sh", "-c", f"hostname; touch /tmp/{marker}; grep -c node1 /etc/hosts")
+        assert r.returncode == 0, r.stderr
+        name, count = r.stdout.split()
+        assert name == host and count == "1"
+    # each /tmp is private: three files, none in the laptop's /tmp
+    assert not Path(f"/tmp/{marker}").exists()
+    for host in ["login", *testbed.nodes]:
+        assert (testbed.dir / "hosts" / host / "tmp" / marker).exists()
+        testbed.exec(host, "rm", "-f", f"/tmp/{marker}")
+
+
+def test_exec_shows_node_sockets(testbed):
+    r = testbed.exec("node1", "ss", "-ltnp")
+    assert r.returncode == 0, r.stderr
+    assert ":22 " in r.stdout and ":6818 " in r.stdout and "slurmd" in r.stdout
+
+
+# ---- ssh ----------------------------------------------------------------------------------
+def test_key_login_and_jump_to_node(testbed):
+    r = testbed.ssh(testbed.login_alias, "hostname; id -un")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["login", testbed.user]
+    for node in testbed.nodes:
+        r = testbed.ssh(node, "hostname", options=("-J", testbed.login_alias))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == node
+    # login -> node with the user's own key (what the PBS emulator and jump tunnels rely on)
+    r = testbed.ssh(testbed.login_alias, "ssh -o BatchMode=yes node2 hostname")
+    assert r.stdout.strip() == "node2", r.stderr
+
+
+def test_strict_host_key_checking_stays_on(testbed, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    r = subprocess.run(testbed.ssh_argv(testbed.login_alias, "-o", "BatchMode=yes",
+                                        "-o", f"UserKnownHostsFile={empty}", "true"),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 255
+    assert "Host key verification failed" in r.stderr
+
+
+def test_mfa_login_asks_one_totp_prompt(testbed):
+    before = testbed.accepted("mfa")
+    child = pexpect.spawn("ssh", testbed.ssh_argv(testbed.mfa_alias, "hostname; echo MFA-$((6*7))")[1:],
+                          encoding="utf-8", timeout=30)
+    prompts = 0
+    try:
+        while True:
+            i = child.expect([r"One-time password \(OATH\) for `hpcuser': ", r"MFA-42", pexpect.EOF])
+            if i == 0:
+                prompts += 1
+                assert prompts == 1, "asked twice: code refused?"
+                child.sendline(testbed.totp())
+            elif i == 1:
+                break
+            else:
+                raise AssertionError(f"ssh ended early: {child.before!r}")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert prompts == 1
+    wait_until(lambda: testbed.accepted("mfa") == before + 1, 10, what="Accepted line in sshd-mfa.log")
+    assert "Accepted keyboard-interactive/pam for hpcuser" in testbed.sshd_log("mfa").read_text()
+
+
+def test_mfa_login_without_code_is_refused(testbed):
+    r = testbed.ssh(testbed.mfa_alias, "true")       # BatchMode: cannot answer the prompt
+    assert r.returncode == 255
+    assert "Permission denied" in r.stderr
+    # without the key no code is even asked for: publickey comes first
+    r = testbed.ssh(testbed.mfa_alias, "true", options=("-o", "PubkeyAuthentication=no"))
+    assert r.returncode == 255
+    assert "Permission denied (publickey)" in r.stderr
+
+
+def test_totp_matches_oathtool(testbed):
+    r = subprocess.run(["oathtool", "--totp", "-b", testbed.totp_secret], capture_output=True,
+                       text=True, check=True)
+    now = time.time()
+    assert r.stdout.strip() in {testbed.totp_at(now), testbed.totp_at(now - 30), testbed.totp_at(now + 30)}
+
+
+def test_password_only_login(testbed):
+    before = testbed.accepted("pw")
+    child = pexpect.spawn("ssh", testbed.ssh_argv(testbed.pw_alias, "echo PW-$((6*7))")[1:],
+                          encoding="utf-8", timeout=30)
+    try:
+        child.expect(r"hpcuser@[\d.]+'s password: ")
+        child.sendline(testbed.password)
+        child.expect("PW-42")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    wait_until(lambda: testbed.accepted("pw") == before + 1, 10, what="Accepted password line")
+    assert "Accepted password for hpcuser" in testbed.sshd_log("pw").read_text()
+    # and keys are not accepted there
+    r = subprocess.run(testbed.ssh_argv(testbed.pw_alias, "-o", "BatchMode=yes",
+                                        "-o", "PubkeyAuthentication=yes", "true"),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 255
+
+
+# ---- Slurm -------------------------------------------------------------------------------
+def test_sbatch_runs_on_a_compute_node(testbed):
+    jobdir = f"{testbed.remote_dir}/smoke-{uuid.uuid4().hex[:8]}"
+    script = "#!/bin/bash\n#SBATCH --job-name=smoke\necho \"ran on $(hostname)\"\nsleep 4\n"
+    r = testbed.ssh(testbed.login_alias, f"mkdir -p {jobdir}")
+    assert r.returncode == 0, r.stderr
+    write_remote(testbed, f"{jobdir}/job.sh", script)
+    r = testbed.ssh(testbed.login_alias, f"cd {jobdir} && sbatch job.sh")
+    assert r.returncode == 0, r.stderr
+    m = re.fullmatch(r"Submitted batch job (\d+)\n", r.stdout)
+    assert m, r.stdout
+    jobid = m.group(1)
+
+    def state():
+        q = testbed.ssh(testbed.login_alias, f"squeue -h -j {jobid} -o '%T %N'")
+        return q.stdout.strip() if q.returncode == 0 and "RUNNING" in q.stdout else None
+
+    running = wait_until(state, 20, what="job RUNNING in squeue")
+    assert running.split()[1] in testbed.nodes
+    out = Path(jobdir) / f"slurm-{jobid}.out"        # same path on the laptop: shared fs
+    wait_until(lambda: out.exists() and "ran on" in out.read_text(), 30, what=str(out))
+    assert out.read_text().split()[2] in testbed.nodes
+    wait_until(lambda: testbed.ssh(testbed.login_alias, f"squeue -h -j {jobid}").stdout.strip() == "",
+               30, what="job to leave squeue")
+    r = testbed.ssh(testbed.login_alias, f"scontrol show job {jobid}")
+    assert "JobState=COMPLETED" in r.stdout
+    if testbed.accounting:
+        r = testbed.ssh(testbed.login_alias, f"sacct -P -n -X -j {jobid} -o JobID,State,ExitCode")
+        assert r.stdout.strip() == f"{jobid}|COMPLETED|0:0", (r.stdout, r.stderr)
+
+
+def test_two_jobs_per_node_and_both_partitions(testbed):
+    ids = []
+    for part in ("serial", "standard", "serial", "standard"):
+        r = testbed.ssh(testbed.login_alias,
+                        f"sbatch --parsable -p {part} -n 1 -o /dev/null --wrap 'sleep 15'")
+        assert r.returncode == 0, r.stderr
+        ids.append(r.stdout.strip().split(";")[0])
+    try:
+        def all_running():
+            q = testbed.ssh(testbed.login_alias, f"squeue -h -j {','.join(ids)} -o '%T %N %P'")
+            lines = q.stdout.split("\n")
+            rows = [line.split() for line in lines if line.strip()]
+            return rows if len(rows) == 4 and all(r[0] == "RUNNING" for r in rows) else None
+
+        rows = wait_until(all_running, 30, what="4 jobs running at once")
+        assert {r[2] for r in rows} == {"serial", "standard"}
+    finally:
+        testbed.ssh(testbed.login_alias, f"scancel {' '.join(ids)}")
+
+
+def test_slurm_client_commands_work_for_the_user(testbed):
+    r = testbed.ssh(testbed.login_alias, "sinfo -h -o '%P %a'; scontrol ping")
+    assert r.returncode == 0, r.stderr
+    assert "serial* up" in r.stdout and "standard up" in r.stdout
+    r = testbed.ssh(testbed.login_alias, "sacct -P -X -o JobID,State,ExitCode")
+    if testbed.accounting:       # HPCJ_TESTBED_ACCOUNTING=1: slurmdbd + MariaDB
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("JobID|State|ExitCode\n")
+    else:                        # default: no accounting storage, Slurm's real error
+        assert r.returncode == 1 and "Slurm accounting storage is disabled" in r.stderr
+
+
+# ---- JupyterLab ----------------------------------------------------------------------------
+def test_jupyter_venv_works_on_a_node(testbed):
+    r = testbed.ssh("node1", f"{testbed.jupyter_venv}/bin/jupyter lab --version",
+                    options=("-J", testbed.login_alias), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*\n", r.stdout)
+    r = testbed.ssh("node2", f"{testbed.jupyter_venv}/bin/python -c 'import ipykernel, jupyter_server'",
+                    options=("-J", testbed.login_alias), timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_chromium_installed():
+    r = subprocess.run(["chromium", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("Chromium "), (r.stdout, r.stderr)
+
+
+# ---- PBS Pro emulator ----------------------------------------------------------------------
+PBS_SCRIPT = """#!/bin/bash
+#PBS -N {name}
+#PBS -l select=1:ncpus=2:mem=2gb
+#PBS -l walltime=00:05:00
+#PBS -j oe
+#PBS -o {out}
+echo "node=$(hostname) id=$PBS_JOBID cwd=$(pwd) tmp=$TMPDIR work=$PBS_O_WORKDIR"
+sleep {sleep}
+exit {rc}
+"""
+
+
+def qstat_json(testbed, *ids, history=True):
+    args = "qstat -f -F json" + (" -x" if history else "") + " " + " ".join(ids)
+    r = testbed.ssh(testbed.login_alias, args)
+    return r, (json.loads(r.stdout) if r.stdout.strip() else None)
+
+
+def pbs_submit(testbed, name, *, sleep=3, rc=0, extra=""):
+    jobdir = f"{testbed.remote_dir}/pbs-{uuid.uuid4().hex[:8]}"
+    testbed.ssh(testbed.login_alias, f"mkdir -p {jobdir}", check=True)
+    out = f"{jobdir}/{name}.log"
+    write_remote(testbed, f"{jobdir}/job.pbs", PBS_SCRIPT.format(name=name, out=out, sleep=sleep, rc=rc))
+    r = testbed.ssh(testbed.login_alias, f"cd {jobdir} && qsub {extra} job.pbs")
+    assert r.returncode == 0, r.stderr
+    return r.stdout, jobdir, out
+
+
+def test_pbs_qsub_qstat_lifecycle(testbed):
+    server = testbed.pbs_server
+    stdout, jobdir, out = pbs_submit(testbed, "smoke", sleep=3, rc=7, extra="-h")
+    assert re.fullmatch(rf"\d+\.{server}\n", stdout), stdout
+    jobid = stdout.strip()
+
+    # held: stays queued (H) until qrls
+    time.sleep(1.5)
+    r, doc = qstat_json(testbed, jobid)
+    assert r.returncode == 0, r.stderr
+    assert set(doc) == {"timestamp", "pbs_version", "pbs_server", "Jobs"}
+    job = doc["Jobs"][jobid]
+    assert job["job_state"] == "H" and job["Hold_Types"] == "u"
+    assert "exec_host" not in job and "Exit_status" not in job
+    assert testbed.ssh(testbed.login_alias, f"qrls {jobid}").returncode == 0
+
+    def running():
+        _, d = qstat_json(testbed, jobid)
+        j = d["Jobs"][jobid]
+        return j if j["job_state"] == "R" and j["substate"] == 42 else None
+
+    job = wait_until(running, 15, interval=0.2, what="job_state R (substate 42: started)")
+    assert re.fullmatch(r"node[12]/\d+\*2", job["exec_host"]), job["exec_host"]
+    assert job["Resource_List"]["ncpus"] == 2 and job["Resource_List"]["mem"] == "2gb"
+    assert job["Resource_List"]["select"] == "1:ncpus=2:mem=2gb"
+    assert job["Resource_List"]["walltime"] == "00:05:00"
+    assert isinstance(job["session_id"], int)
+
+    # the same keys as a real OpenPBS 23.06 running job (recorded fixture)
+    real = json.loads("\n".join(fixture_lines("pbspro-qstat-f-json-running.txt")))
+    real_job = next(iter(real["Jobs"].values()))
+    assert not set(real_job) - set(job), set(real_job) - set(job)
+    assert set(real_job["resources_used"]) == set(job["resources_used"])
+
+    def finished():
+        _, d = qstat_json(testbed, jobid)
+        j = d["Jobs"][jobid]
+        return j if j["job_state"] == "F" else None
+
+    job = wait_until(finished, 30, what="job_state F")
+    assert job["Exit_status"] == 7
+    real_hist = json.loads("\n".join(fixture_lines("pbspro-qstat-xf-json-history.txt")))
+    real_f = real_hist["Jobs"]["1004.pbs"]
+    assert set(real_f) <= set(job), set(real_f) - set(job)
+
+    # output copied back at the end; the job ran in $TMPDIR on the node
+    text = Path(out).read_text()
+    m = re.match(r"node=(node[12]) id=(\S+) cwd=(\S+) tmp=(\S+) work=(\S+)", text)
+    assert m, text
+    assert m.group(2) == jobid and m.group(3) == m.group(4) and m.group(5) == jobdir
+
+    # a finished job without -x: the real error line and exit code 35
+    r = testbed.ssh(testbed.login_alias, f"qstat -f -F json {jobid}")
+    assert r.returncode == 35
+    pattern = fixture_lines("pbspro-qstat-errors-stderr.txt")[1]
+    expected = re.sub(r"\d+\.\S+", jobid, pattern, count=1)
+    assert r.stderr.strip() == expected
+    assert "Jobs" not in json.loads(r.stdout)
+    # and qdel of it
+    r = testbed.ssh(testbed.login_alias, f"qdel {jobid}")
+    assert r.returncode == 35
+    assert r.stderr.strip() == re.sub(r"\d+$", jobid, fixture_lines("pbspro-qstat-errors-stderr.txt")[3])
+
+
+def test_pbs_unknown_ids_and_qdel(testbed):
+    server = testbed.pbs_server
+    lines = fixture_lines("pbspro-qstat-errors-stderr.txt")
+    r = testbed.ssh(testbed.login_alias, "qstat -f -F json -x 999999")
+    assert r.returncode == 153
+    assert r.stderr.strip() == re.sub(r"\d+\.\S+", f"999999.{server}", lines[0])
+    r = testbed.ssh(testbed.login_alias, "qdel 999999")
+    assert r.returncode == 153
+    assert r.stderr.strip() == re.sub(r"\d+$", "999999", lines[2])
+
+    # qdel of a running job: it ends (F) with an Exit_status
+    stdout, _, _ = pbs_submit(testbed, "todelete", sleep=300)
+    jobid = stdout.strip()
+    wait_until(lambda: qstat_json(testbed, jobid)[1]["Jobs"][jobid]["job_state"] == "R", 15,
+               what="R")
+    r = testbed.ssh(testbed.login_alias, f"qdel {jobid}")
+    assert r.returncode == 0, r.stderr
+    job = wait_until(lambda: (lambda j: j if j["job_state"] == "F" else None)(
+        qstat_json(testbed, jobid)[1]["Jobs"][jobid]), 30, what="F after qdel")
+    assert job["Exit_status"] == 256 + 15          # the job shell was killed by SIGTERM
+    # the table format of qstat
+    r = testbed.ssh(testbed.login_alias, f"qstat -x {jobid}")
+    header = fixture_lines("pbspro-qstat-default-imperial.txt")[:2]
+    assert r.stdout.splitlines()[:2] == header
+    assert r.stdout.splitlines()[2].split()[:2] == [jobid, "todelete"]
+
+
+# ---- fault helpers -------------------------------------------------------------------------
+def test_fail_next_and_command_count(testbed):
+    before = testbed.command_count("squeue")
+    testbed.fail_next("squeue", 2)
+    results = [testbed.ssh(testbed.login_alias, "squeue -h").returncode for _ in range(3)]
+    assert results == [1, 1, 0]
+    assert testbed.command_count("squeue") == before + 3
+    testbed.fail_next("qstat", 1, message="qstat: cannot connect to server pbs-tb (errno=111)", rc=1)
+    r = testbed.ssh(testbed.login_alias, "qstat")
+    assert r.returncode == 1 and "cannot connect" in r.stderr
+    # a login shell finds the wrappers too
+    r = testbed.ssh(testbed.login_alias, "bash -lc 'command -v squeue qsub'")
+    assert r.stdout.split() == ["/usr/local/bin/squeue", "/usr/local/bin/qsub"]
+
+
+def test_link_down_and_restart_sshd(testbed):
+    p = testbed.link_down(3)
+    try:
+        r = testbed.ssh(testbed.login_alias, "true", timeout=30)
+        assert r.returncode == 255
+    finally:
+        p.wait(timeout=30)
+    assert testbed.ssh(testbed.login_alias, "true").returncode == 0
+    p = testbed.link_down(3, mode="blackhole")
+    try:
+        t0 = time.time()
+        r = testbed.ssh(testbed.login_alias, "true", options=("-o", "ConnectTimeout=1"), timeout=30)
+        assert r.returncode == 255 and "timed out" in r.stderr and time.time() - t0 >= 0.9
+    finally:
+        p.wait(timeout=30)
+    assert testbed.ssh(testbed.login_alias, "true").returncode == 0
+    pid_file = testbed.dir / "run" / "sshd-login.pid"
+    old = pid_file.read_text()
+    testbed.restart_sshd("login")
+    assert pid_file.read_text() != old
+    assert testbed.ssh(testbed.login_alias, "true").returncode == 0
