@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -270,3 +272,36 @@ def testbed():
     finally:
         if os.environ.get("HPCJ_TESTBED_KEEP") != "1":
             subprocess.run(["bash", str(TESTBED_SH), "down"], env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(autouse=True)
+def _testbed_share(request):
+    """Every e2e test holds the bed shared; a test using `disruptive` holds it alone.
+
+    Fault tests (link down, sshd restart, failing squeue) would break any other test running
+    against the same bed at the time (another pytest process, a benchmark), so they wait.
+    """
+    if "disruptive" in request.fixturenames or request.node.get_closest_marker("e2e") is None:
+        yield
+        return
+    with _bed_lock(fcntl.LOCK_SH):
+        yield
+
+
+@contextlib.contextmanager
+def _bed_lock(mode: int):
+    DEFAULT_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(DEFAULT_DIR.parent / ".hpcj-testbed-users.lock", "w") as handle:
+        fcntl.flock(handle, mode)
+        yield
+
+
+@pytest.fixture
+def disruptive(testbed):
+    """The bed, held exclusively (see _testbed_share); faults are cleared before and after."""
+    with _bed_lock(fcntl.LOCK_EX):
+        testbed.clear_faults()
+        try:
+            yield testbed
+        finally:
+            testbed.clear_faults()
