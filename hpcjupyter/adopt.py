@@ -6,13 +6,11 @@ so the job's name is enough to find its log and connection file again.
 
 from __future__ import annotations
 
-import time
 
 from hpcjupyter import sessions
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.render import job_dir
 from hpcjupyter.request import build_request
-from hpcjupyter.schedulers import lookup
 from hpcjupyter.schedulers.base import JobState
 from hpcjupyter.site import Site
 from hpcjupyter.submitting import remote_user
@@ -22,7 +20,7 @@ JOB_NAME_PREFIX = "hpcj-"
 
 def adopt(site: Site, job_id: str) -> sessions.Session:
     """Look the job up, check it is one of ours, and save a record for it."""
-    status = lookup(site.scheduler, site.remote, [job_id]).get(job_id)
+    status = site.status([job_id]).get(job_id)
     if status is None or status.state is JobState.UNKNOWN:
         raise HpcJupyterError(f"the scheduler on {site.name} could not say what job {job_id} is.",
                               "Check the job id, or try again in a minute.")
@@ -35,7 +33,7 @@ def adopt(site: Site, job_id: str) -> sessions.Session:
     request = build_request(site.profile, {}, session_id=status.name[len(JOB_NAME_PREFIX):])
     session = sessions.Session(
         site=site.name, session_id=request.session_id, job_dir=job_dir(site.profile, request, remote_user(site)),
-        job_name=status.name, submitted_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), job_id=job_id,
+        job_name=status.name, submitted_at=sessions.stamp(), job_id=job_id,
         state=status.state.name, node=status.node, reason=status.reason,
     )
     sessions.save(session)

@@ -250,11 +250,11 @@ def status(
     """
     ui = make_ui()
     try:
-        from hpcjupyter.schedulers import NOT_KNOWN, lookup
+        from hpcjupyter.schedulers import NOT_KNOWN
         from hpcjupyter.schedulers.base import JobState
 
         site_obj = open_site_for(site, ui)
-        found = lookup(site_obj.scheduler, site_obj.remote, [job_id]).get(job_id)
+        found = site_obj.status([job_id]).get(job_id)
         if found is None or found.state is JobState.UNKNOWN:
             raise HpcJupyterError(
                 f"the scheduler on {site} could not say what job {job_id} is"
@@ -262,8 +262,13 @@ def status(
                 "Check the job id; if the cluster is busy, try again in a minute.",
             )
         if found.state is JobState.ENDED and found.reason == NOT_KNOWN and not found.native_state:
-            raise HpcJupyterError(f"job {job_id} is not known to the scheduler on {site}.",
-                                  "Check the job id (and the site).")
+            from hpcjupyter import sessions
+
+            # A job we submitted that the scheduler has purged (no accounting) ended; any other
+            # id nobody knows is most likely a typo.
+            if sessions.find(job_id, site) is None:
+                raise HpcJupyterError(f"job {job_id} is not known to the scheduler on {site}.",
+                                      "Check the job id (and the site).")
         data = {"job_id": job_id, "site": site, "state": found.state.name, "native_state": found.native_state,
                 "node": found.node, "reason": found.reason, "time_used": found.time_used,
                 "time_limit": found.time_limit, "start_estimate": found.start_estimate,

@@ -45,4 +45,4 @@ def open_site_for(name: str, ui: Any) -> Any:
 
     profile, origins = profiles().load(name)
     return Site(profile=profile, origins=origins, scheduler=get_scheduler(profile.scheduler),
-                prompter=TerminalPrompter(ui))
+                prompter=TerminalPrompter(ui), ui=ui)

@@ -15,7 +15,6 @@ from hpcjupyter import sessions
 from hpcjupyter.discover import Endpoint, fatal_error, parse_connection_file, parse_marker, tail
 from hpcjupyter.errors import HpcJupyterError, JobEndedError, RemoteError
 from hpcjupyter.probe import api_status, browser_url
-from hpcjupyter.schedulers import lookup
 from hpcjupyter.schedulers.base import JobState, JobStatus
 from hpcjupyter.site import Site
 from hpcjupyter.ui import UI
@@ -37,16 +36,6 @@ class Connection:
 
 def log_path(session: sessions.Session) -> str:
     return f"{session.job_dir}/job.log"
-
-
-def record_status(session: sessions.Session, status: JobStatus) -> None:
-    """Keep the session record's view of the job current (state, reason, node)."""
-    with sessions.updating(session.site, session.session_id) as saved:
-        saved.state = status.state.name
-        saved.reason = status.reason or saved.reason
-        saved.node = status.node or saved.node
-        if status.state is JobState.ENDED and not saved.ended_at:
-            saved.ended_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def job_ended(site: Site, session: sessions.Session, why: str) -> JobEndedError:
@@ -88,7 +77,7 @@ class Waiter:
         """One scheduler query; UNKNOWN on any failure, never 'ended'."""
         job_id = self.session.job_id or ""
         try:
-            status = lookup(self.site.scheduler, self.site.remote, [job_id]).get(job_id)
+            status = self.site.status([job_id]).get(job_id)
         except RemoteError as exc:
             self.ui.warn(f"{exc.message} Retrying.")
             self.reconnect()
@@ -103,7 +92,7 @@ class Waiter:
                 )
             return status or JobStatus(job_id=job_id, state=JobState.UNKNOWN, reason="status query failed")
         self.failures = 0
-        record_status(self.session, status)
+        sessions.record_status(self.session, status)
         return status
 
     def reconnect(self) -> None:

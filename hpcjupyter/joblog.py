@@ -6,7 +6,6 @@ import time
 from typing import Callable
 
 from hpcjupyter.errors import HpcJupyterError
-from hpcjupyter.schedulers import lookup
 from hpcjupyter.schedulers.base import JobState
 from hpcjupyter.sessions import Session
 from hpcjupyter.site import Site
@@ -35,7 +34,7 @@ def show_log(site: Site, session: Session, follow: bool, echo: Callable[..., Non
     next_query, ended = 0.0, False
     while follow:
         if time.monotonic() >= next_query:
-            status = lookup(site.scheduler, site.remote, [session.job_id or ""]).get(session.job_id or "")
+            status = site.status([session.job_id or ""]).get(session.job_id or "")
             ended = status is not None and status.state is JobState.ENDED
             next_query = time.monotonic() + site.profile.env.poll_seconds
         time.sleep(FOLLOW_SECONDS)

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Any, Callable
 
 from hpcjupyter import sessions
 from hpcjupyter.errors import HpcJupyterError
-from hpcjupyter.schedulers import lookup
-from hpcjupyter.schedulers.base import JobState, JobStatus
+from hpcjupyter.schedulers.base import JobState
 
 DAY = 86400.0
+# A submit in progress in another process has a record but no job yet: leave it alone this long.
+RECOVERY_GRACE = 120.0
 
 
-def _recent(session: sessions.Session, now: float) -> bool:
-    if session.state != JobState.ENDED.name or not session.ended_at:
-        return True
-    try:
-        ended = time.mktime(time.strptime(session.ended_at[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return True
-    return now - ended < DAY
-
-
-def _apply(session: sessions.Session, status: JobStatus) -> None:
-    with sessions.updating(session.site, session.session_id) as saved:
-        saved.state = status.state.name
-        saved.reason = status.reason or (status.native_state if status.state is JobState.ENDED else "")
-        saved.node = status.node or saved.node
-        if status.state is JobState.ENDED:
-            saved.url = ""
-            saved.ended_at = saved.ended_at or time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        vars(session).update(vars(saved))
+def _recent(session: sessions.Session) -> bool:
+    """Live sessions always; ended or failed ones for a day (``ls --all`` shows every one)."""
+    if session.state == JobState.ENDED.name:
+        return sessions.age(session.ended_at) < DAY
+    return session.state != "FAILED" or sessions.age(session.submitted_at) < DAY
 
 
 def _recover(site: Any, session: sessions.Session) -> None:
@@ -44,12 +30,15 @@ def _recover(site: Any, session: sessions.Session) -> None:
         with sessions.updating(session.site, session.session_id) as saved:
             saved.job_id = found[0].job_id
         session.job_id = found[0].job_id
+    elif result.ok and sessions.age(session.submitted_at) > RECOVERY_GRACE:
+        with sessions.updating(session.site, session.session_id) as saved:
+            saved.state, saved.reason = "FAILED", f"never reached the scheduler (no job named {session.job_name})"
+            vars(session).update(vars(saved))
 
 
 def refresh(show_all: bool, open_site: Callable[[str], Any], ui: Any) -> list[sessions.Session]:
     """Update every live record from its scheduler; ended ones are kept, marked, not queried."""
-    now = time.time()
-    shown = [s for s in sessions.all_sessions() if show_all or _recent(s, now)]
+    shown = [s for s in sessions.all_sessions() if show_all or _recent(s)]
     by_site: dict[str, list[sessions.Session]] = defaultdict(list)
     for session in shown:
         if session.state != JobState.ENDED.name and session.state != "FAILED":
@@ -60,14 +49,14 @@ def refresh(show_all: bool, open_site: Callable[[str], Any], ui: Any) -> list[se
             for session in (s for s in group if not s.job_id):
                 _recover(site, session)
             ids = [s.job_id for s in group if s.job_id]
-            statuses = lookup(site.scheduler, site.remote, ids) if ids else {}
+            statuses = site.status(ids)
         except HpcJupyterError as exc:
             ui.warn(f"cannot check site {name}: {exc.message}")
             continue
         for session in group:
             status = statuses.get(session.job_id or "")
             if status is not None and status.state is not JobState.UNKNOWN:
-                _apply(session, status)
+                sessions.record_status(session, status)
     return shown
 
 

@@ -11,12 +11,14 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
 from hpcjupyter import paths
 from hpcjupyter.errors import HpcJupyterError
+from hpcjupyter.schedulers.base import JobState, JobStatus
 
 
 @dataclass
@@ -40,6 +42,35 @@ class Session:
     @property
     def key(self) -> str:
         return f"{self.site}--{self.session_id}"
+
+
+STAMP = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def stamp() -> str:
+    """Now, as records store it (local time with its offset)."""
+    return time.strftime(STAMP)
+
+
+def age(when: str) -> float:
+    """Seconds since a stored stamp (0 when it cannot be read)."""
+    try:
+        return time.time() - time.mktime(time.strptime(when[:19], STAMP[:-2]))
+    except ValueError:
+        return 0.0
+
+
+def record_status(session: Session, status: JobStatus) -> None:
+    """Store the scheduler's latest view of the job (state, reason, node) in the record and in ``session``."""
+    with updating(session.site, session.session_id) as saved:
+        saved.state = status.state.name
+        ended = status.state is JobState.ENDED
+        saved.reason = status.reason or (status.native_state if ended else "") or saved.reason
+        saved.node = status.node or saved.node
+        if ended:
+            saved.url = ""
+            saved.ended_at = saved.ended_at or stamp()
+        vars(session).update(vars(saved))
 
 
 def sessions_dir() -> Path:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from hpcjupyter.remote.base import Result
-from hpcjupyter.schedulers import Scheduler
+from hpcjupyter.schedulers import Scheduler, lookup
+from hpcjupyter.schedulers.base import JobStatus
 from hpcjupyter.schema import Profile
 
 
@@ -18,6 +20,7 @@ class Site:
     origins: dict[str, str]
     scheduler: Scheduler
     prompter: Any = None
+    ui: Any = None
     _remote: Any = field(default=None, repr=False)
     prompts: int = 0
 
@@ -40,8 +43,15 @@ class Site:
             self.prompts += self._remote.connect()
         return self._remote
 
-    def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> Result:
+    def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None) -> Result:
+        """Run on the login node; with --verbose the command is shown (scripts on stdin are not)."""
+        if self.ui is not None:
+            self.ui.debug(f"{self.name}: {shlex.join(argv)}")
         return self.remote.run(argv, stdin=stdin, timeout=timeout)
+
+    def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """The scheduler's view of these jobs, in one queue query (plus history for gone ones)."""
+        return lookup(self.scheduler, self, job_ids) if job_ids else {}
 
     @property
     def is_local(self) -> bool:

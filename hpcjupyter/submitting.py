@@ -6,7 +6,6 @@ killed in between leaves a record whose job name (hpcj-<session>) finds the job 
 
 from __future__ import annotations
 
-import time
 
 from hpcjupyter import sessions
 from hpcjupyter.render import job_dir, render
@@ -24,17 +23,18 @@ def remote_user(site: Site) -> str | None:
     if site.profile.ssh.user or not needs_user or site.is_local:
         return site.profile.ssh.user
     result = site.run(["id", "-un"])
-    return result.stdout.strip() or None if result.ok else None
+    return (result.stdout.strip() or None) if result.ok else None
 
 
 def submit(site: Site, request: Request) -> sessions.Session:
     """Render, write, submit; returns the saved session with its job id."""
+    site.remote  # log in first: a login that fails leaves no record behind
     user = remote_user(site)
     script = render(site.profile, request, user)
     directory = job_dir(site.profile, request, user)
     session = sessions.Session(
         site=site.name, session_id=request.session_id, job_dir=directory, job_name=request.job_name,
-        submitted_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        submitted_at=sessions.stamp(),
     )
     sessions.save(session)
     script_path = f"{directory}/job.sh"
