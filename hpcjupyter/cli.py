@@ -54,8 +54,26 @@ def _session_for(job_id: str, site_name: str | None, ui: Any) -> tuple[Any, Any]
         )
     from hpcjupyter.adopt import adopt
 
+    elsewhere = sorted({s.site for s in sessions.all_sessions() if s.job_id == job_id and s.site != site_name})
     site = open_site_for(site_name, ui)
-    return adopt(site, job_id), site
+    try:
+        return adopt(site, job_id), site
+    except HpcJupyterError as exc:
+        if not elsewhere:
+            raise
+        # The same id recorded on another site: most likely a --site typo, so say where it is.
+        raise HpcJupyterError(
+            f"{exc.message} This machine has job {job_id} recorded on site {', '.join(elsewhere)}, not on {site_name}.",
+            f"To use that one, leave out --site (or give --site {elsewhere[0]}).",
+        ) from None
+
+
+def _check_local_port(local_port: int | None) -> None:
+    """A --local-port that cannot work is refused before anything is submitted or waited for."""
+    if local_port is not None:
+        from hpcjupyter.tunnel import check_local_port
+
+        check_local_port(local_port)
 
 
 # ---- submit ------------------------------------------------------------------------------
@@ -102,6 +120,8 @@ def submit(
             return
         from hpcjupyter.submitting import submit as submit_job
 
+        if connect_after:
+            _check_local_port(local_port)
         ui = make_ui()
         site_obj = open_site_for(site, ui)
         session = submit_job(site_obj, request)
@@ -124,13 +144,14 @@ def _connect(site: Any, session: Any, ui: Any, local_port: int | None, timeout: 
              open_browser: bool, cancel_on_exit: bool) -> int:
     """Wait, tunnel, print the URL, hold the tunnel; the exit code says how the job ended."""
     from hpcjupyter import sessions
-    from hpcjupyter.connecting import Waiter, end_reason, keep_alive, local_url_for, open_tunnel_for, \
+    from hpcjupyter.connecting import Waiter, end_reason, job_ended, keep_alive, local_url_for, open_tunnel_for, \
         wait_until_answering
 
+    _ = site.remote  # log in now: a login that cannot work (no ssh, host key changed) fails at once, not retried
     waiter = Waiter(site, session, ui, timeout)
     connection = waiter.wait()
     ui.stop_status()
-    tunnel = open_tunnel_for(site, connection, local_port or session.local_port)
+    tunnel = open_tunnel_for(site, connection, local_port or session.local_port, strict=local_port is not None)
     port = tunnel.local_port if tunnel is not None else connection.endpoint.port
     try:
         if not wait_until_answering(port, connection):
@@ -162,8 +183,11 @@ def _connect(site: Any, session: Any, ui: Any, local_port: int | None, timeout: 
                     f"  reconnect: hpcjupyter connect {session.job_id}\n  stop it:   hpcjupyter cancel {session.job_id}")
             return 0
         ui.stop_status()
-        ui.info(f"job {session.job_id} ended: {end_reason(status)}")
-        return 0 if status.exit_status in ("", "0", "0:0") and status.native_state in ("", "CD", "COMPLETED", "F") else 1
+        if status.exit_status in ("", "0", "0:0") and status.native_state in ("", "CD", "COMPLETED", "F"):
+            ui.info(f"job {session.job_id} ended: {end_reason(status)}")
+            return 0
+        # Jupyter crashed, the walltime ran out, the job was cancelled: say so, with the log's tail.
+        raise job_ended(site, session, end_reason(status))
     finally:
         if tunnel is not None:
             tunnel.close()
@@ -195,6 +219,7 @@ def connect(
     """
     ui = make_ui()
     try:
+        _check_local_port(local_port)
         session, site_obj = _session_for(job_id, site, ui)
         raise typer.Exit(_connect(site_obj, session, ui, local_port, timeout, not no_browser, cancel_on_exit))
     except HpcJupyterError as exc:
@@ -254,6 +279,7 @@ def status(
         from hpcjupyter.schedulers.base import JobState
 
         site_obj = open_site_for(site, ui)
+        site_obj.remote  # log in first: a login that cannot work says so, not "could not say what job"
         found = site_obj.status([job_id]).get(job_id)
         if found is None or found.state is JobState.UNKNOWN:
             raise HpcJupyterError(
