@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 class Cli:
@@ -83,3 +88,68 @@ def stop(process: subprocess.Popen[str]) -> str:
     stderr = process.stderr.read() if process.stderr and not process.stderr.closed else ""
     print(f"--- stderr of {' '.join(process.args[3:]) if isinstance(process.args, list) else process.args}:\n{stderr}")
     return stderr
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@contextlib.contextmanager
+def short_cli() -> Iterator[Cli]:
+    """A `Cli` whose state dir is short (``/tmp/hjXXXX/state``), so the ControlMaster socket
+    lives in this test's own directory (pytest's tmp_path is too long for a socket: the remote
+    then falls back to ``/tmp/hpcj-<uid>``, shared by every test using the same site name).
+    Masters started under it are closed at the end."""
+    home = Path(tempfile.mkdtemp(dir="/tmp", prefix="hj"))
+    cli = Cli(home)
+    try:
+        yield cli
+    finally:
+        close_masters(cli)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def control_sockets(cli: Cli) -> list[Path]:
+    """The ControlMaster sockets under the CLI's state dir."""
+    directory = cli.state / "cm"
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if stat.S_ISSOCK(p.lstat().st_mode))
+
+
+def master_pid(socket_path: Path) -> int | None:
+    """``ssh -O check``'s pid of the master behind a socket, or None."""
+    res = subprocess.run(["ssh", "-S", str(socket_path), "-o", "ControlMaster=no", "-O", "check", "x"],
+                         capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL)
+    text = res.stderr + res.stdout
+    if res.returncode != 0 or "pid=" not in text:
+        return None
+    return int(text.split("pid=", 1)[1].split(")", 1)[0])
+
+
+def close_masters(cli: Cli) -> None:
+    """``ssh -O exit`` every master of this CLI (and kill one that does not go)."""
+    for sock in control_sockets(cli):
+        pid = master_pid(sock)
+        subprocess.run(["ssh", "-S", str(sock), "-o", "ControlMaster=no", "-O", "exit", "x"],
+                       capture_output=True, timeout=15, stdin=subprocess.DEVNULL)
+        if pid is not None:
+            _wait_gone(pid, 5) or _kill(pid)
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Iterator
 
 import pytest
-from clihelpers import Cli
+from clihelpers import Cli, short_cli
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
+def cli() -> Iterator[Cli]:
+    """A CLI with its own short private dirs (the ssh ControlMaster socket lives there)."""
+    with short_cli() as private:
+        yield private
