@@ -113,9 +113,9 @@ def short_cli() -> Iterator[Cli]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def control_sockets(cli: Cli) -> list[Path]:
-    """The ControlMaster sockets under the CLI's state dir."""
-    directory = cli.state / "cm"
+def control_sockets(where: Cli | Path) -> list[Path]:
+    """The ControlMaster sockets under a CLI's state dir (or under a state dir given as a path)."""
+    directory = (where.state if isinstance(where, Cli) else where) / "cm"
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if stat.S_ISSOCK(p.lstat().st_mode))
@@ -131,9 +131,9 @@ def master_pid(socket_path: Path) -> int | None:
     return int(text.split("pid=", 1)[1].split(")", 1)[0])
 
 
-def close_masters(cli: Cli) -> None:
-    """``ssh -O exit`` every master of this CLI (and kill one that does not go)."""
-    for sock in control_sockets(cli):
+def close_masters(where: Cli | Path) -> None:
+    """``ssh -O exit`` every master of a CLI or state dir (and kill one that does not go)."""
+    for sock in control_sockets(where):
         pid = master_pid(sock)
         subprocess.run(["ssh", "-S", str(sock), "-o", "ControlMaster=no", "-O", "exit", "x"],
                        capture_output=True, timeout=15, stdin=subprocess.DEVNULL)

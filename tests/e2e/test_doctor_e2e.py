@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 import typer
+from clihelpers import close_masters
 from typer.testing import CliRunner
 
 from hpcjupyter.cli_doctor import doctor
@@ -26,14 +27,6 @@ from hpcjupyter.doctor import CHECKS
 pytestmark = pytest.mark.e2e
 
 NAMES = [name for name, _ in CHECKS]
-
-
-def close_masters(state: Path) -> None:
-    """Stop the ssh ControlMasters this test opened (they would persist for hours)."""
-    for socket in (state / "cm").glob("*"):
-        if socket.is_socket():
-            subprocess.run(["ssh", "-S", str(socket), "-O", "exit", "hpcj-doctor-e2e"], capture_output=True,
-                           timeout=30)
 
 
 @pytest.fixture

@@ -8,26 +8,18 @@ the test bed and the group's profile extending it, as a group would share a real
 from __future__ import annotations
 
 import json
-import os
-import queue
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
-import threading
-import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
-from urllib.parse import parse_qs, urljoin, urlsplit
+from typing import Any
 
 import pytest
+from clihelpers import Cli, port_and_token, read_url
+from clihelpers import stop as stop_process
 
-from test_doctor_e2e import close_masters
+from hpcjupyter.probe import api_status
 
 pytestmark = pytest.mark.e2e
-
-URL_TIMEOUT = 240.0
 
 
 def group_repository(testbed: Any, root: Path) -> str:
@@ -66,60 +58,9 @@ venv = "{testbed.jupyter_venv}"
     return f"file://{bare}"
 
 
-class NewUser:
-    """Runs `python -m hpcjupyter` with fresh config, state and data directories of its own."""
-
-    def __init__(self, root: Path) -> None:
-        self.home = root
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HPCJUPYTER_")}
-        self.env.update(HPCJUPYTER_CONFIG=str(root / "config.toml"), HPCJUPYTER_STATE_DIR=str(root / "state"),
-                        HPCJUPYTER_DATA_DIR=str(root / "data"), XDG_CONFIG_HOME=str(root / "xdg"), NO_COLOR="1")
-        self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "hpcjupyter", *args]
-
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), env=self.env, cwd=self.home, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.argv(*args), env=self.env, cwd=self.home, text=True, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def first_line(stream: Any, timeout: float) -> str:
-    """The first line a process prints, waiting at most ``timeout`` seconds ("" if none came)."""
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
-    try:
-        return lines.get(timeout=timeout).strip()
-    except queue.Empty:
-        return ""
-
-
-def api_status(url: str) -> int:
-    """GET /api/status of the Jupyter behind ``url``, authenticated with the URL's token."""
-    token = parse_qs(urlsplit(url).query)["token"][0]
-    request = urllib.request.Request(urljoin(url.split("?")[0], "api/status"),
-                                     headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status
-
-
-@pytest.fixture
-def root() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="hpcj-grp-", dir="/tmp"))  # short: ssh control sockets live here
-    try:
-        yield path
-    finally:
-        close_masters(path / "state")
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def test_new_user_with_a_git_url_gets_to_jupyter(testbed: Any, root: Path) -> None:
-    user = NewUser(root)
-    url = group_repository(testbed, root)
+def test_new_user_with_a_git_url_gets_to_jupyter(testbed: Any, cli: Cli) -> None:
+    user = cli
+    url = group_repository(testbed, cli.home)
 
     added = user.run("sites", "add", url)
     assert added.returncode == 0, added.stderr
@@ -132,12 +73,8 @@ def test_new_user_with_a_git_url_gets_to_jupyter(testbed: Any, root: Path) -> No
     connect = user.start("submit", "--site", "tb-group", "--connect", "--no-browser")
     cancelled = False
     try:
-        jupyter_url = first_line(connect.stdout, URL_TIMEOUT)
-        if not jupyter_url:
-            stop(connect)
-            pytest.fail(f"submit --connect printed no URL within {URL_TIMEOUT:g} s:\n{connect.stderr.read()}")
-        assert jupyter_url.startswith("http://127.0.0.1:") and "token=" in jupyter_url
-        assert api_status(jupyter_url) == 200
+        port, token = port_and_token(read_url(connect))
+        assert api_status(port, "/", token) == 200
         [job_id] = job_ids(user)
         done = user.run("cancel", job_id)
         assert done.returncode == 0, done.stderr
@@ -149,18 +86,14 @@ def test_new_user_with_a_git_url_gets_to_jupyter(testbed: Any, root: Path) -> No
                 user.run("cancel", job_id)
 
 
-def job_ids(user: NewUser) -> list[str]:
+def job_ids(user: Cli) -> list[str]:
     """The jobs this user's sessions record."""
     listed = user.run("ls", "--json")
     return [s["job_id"] for s in json.loads(listed.stdout or "[]") if s.get("job_id")]
 
 
 def stop(process: subprocess.Popen[str]) -> None:
-    """Ctrl-C, as a user would end `connect`; killed if it does not end."""
+    """Ctrl-C, as a user would end `connect`."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process)
