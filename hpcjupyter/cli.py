@@ -339,7 +339,7 @@ def list_sessions(
 def main() -> None:
     """Entry point of the ``hpcjupyter`` command."""
     try:
-        app()
+        app(prog_name="hpcjupyter")
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

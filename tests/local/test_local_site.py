@@ -47,3 +47,26 @@ def test_a_job_that_fails_before_jupyter_starts_shows_its_log(cli) -> None:
     assert result.returncode != 0
     assert "ended" in result.stderr
     assert "/nonexistent/venv/bin/activate" in result.stderr  # the log's tail is shown
+
+
+def test_verbose_shows_commands_but_never_the_token_and_pipes_get_plain_lines(cli) -> None:
+    process = cli.start("-v", "submit", "--site", "local", "--connect", "--no-browser")
+    try:
+        port, token = port_and_token(read_url(process))
+        assert api_status(port, "/", token) == 200
+        job_id = cli.json("ls")[0]["job_id"]
+        assert cli.run("cancel", job_id).returncode == 0
+        process.wait(timeout=60)
+    finally:
+        stderr = stop(process)
+    assert "[verbose] local: " in stderr and "hpcjupyter.localjob submit" in stderr
+    assert token not in stderr
+    assert "\x1b[" not in stderr  # no colour or cursor control when piped
+
+
+def test_quiet_keeps_only_results(cli) -> None:
+    result = cli.run("-q", "submit", "--site", "local")
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    assert job_id.startswith("local-") and result.stderr == ""
+    assert cli.run("-q", "cancel", job_id).returncode == 0
