@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -20,6 +21,14 @@ class Result:
     def ok(self) -> bool:
         return self.returncode == 0
 
+
+
+def run_process(argv: Sequence[str], stdin: str | None, timeout: float | None) -> Result:
+    """Run a local process to completion, text in and out; FileNotFoundError and
+    subprocess.TimeoutExpired are left to the caller, who knows what they mean there."""
+    proc = subprocess.run(list(argv), input=stdin, stdin=subprocess.DEVNULL if stdin is None else None,
+                          capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 class Runner(Protocol):
     """Anything that can run an argv on the login node (a Remote, or a fake in unit tests)."""

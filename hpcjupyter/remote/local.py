@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.base import Prompter, Result, SshTarget
+from hpcjupyter.remote.base import Prompter, Result, SshTarget, run_process
 
 
 class LocalRemote:
@@ -24,16 +24,7 @@ class LocalRemote:
     def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None) -> Result:
         argv = list(argv)
         try:
-            proc = subprocess.run(
-                argv,
-                input=stdin,
-                stdin=subprocess.DEVNULL if stdin is None else None,
-                capture_output=True,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                timeout=timeout,
-            )
+            return run_process(argv, stdin, timeout)
         except FileNotFoundError:
             return Result(127, "", f"{argv[0]}: command not found\n")
         except PermissionError as exc:
@@ -42,7 +33,6 @@ class LocalRemote:
             raise RemoteError(
                 f"A local command did not finish within {timeout:g} s: {' '.join(argv)[:120]}"
             ) from exc
-        return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def read_file(self, path: str) -> str | None:
         p = Path(path).expanduser()

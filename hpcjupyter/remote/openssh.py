@@ -31,6 +31,7 @@ from hpcjupyter.remote.base import (
     interpret_read,
     interpret_write,
     read_file_argv,
+    run_process,
     ssh_not_found_error,
     unreachable_error,
     unresolved_error,
@@ -360,16 +361,7 @@ class OpensshRemote:
 
 def _run(argv: list[str], stdin: str | None, timeout: float | None, label: str) -> Result:
     try:
-        proc = subprocess.run(
-            argv,
-            input=stdin,
-            stdin=subprocess.DEVNULL if stdin is None else None,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=timeout,
-        )
+        return run_process(argv, stdin, timeout)
     except FileNotFoundError as exc:
         raise ssh_not_found_error() from exc
     except subprocess.TimeoutExpired as exc:
@@ -377,4 +369,3 @@ def _run(argv: list[str], stdin: str | None, timeout: float | None, label: str) 
             f"A command on {label} did not finish within {timeout:g} s: {argv[-1][:120]}",
             "The login node may be overloaded or the connection stalled; try again.",
         ) from exc
-    return Result(proc.returncode, proc.stdout, proc.stderr)
