@@ -20,9 +20,11 @@ JOB_NAME_PREFIX = "hpcj-"
 
 def adopt(site: Site, job_id: str) -> sessions.Session:
     """Look the job up, check it is one of ours, and save a record for it."""
+    site.remote  # log in first: a login that cannot work (no ssh, refused) says so, not "unknown job"
     status = site.status([job_id]).get(job_id)
     if status is None or status.state is JobState.UNKNOWN:
-        raise HpcJupyterError(f"the scheduler on {site.name} could not say what job {job_id} is.",
+        why = f": {status.reason}" if status is not None and status.reason else ""
+        raise HpcJupyterError(f"the scheduler on {site.name} could not say what job {job_id} is{why}.",
                               "Check the job id, or try again in a minute.")
     if not status.name.startswith(JOB_NAME_PREFIX):
         known = f" (its name is '{status.name}')" if status.name else ""

@@ -187,7 +187,10 @@ def _connect(site: Any, session: Any, ui: Any, local_port: int | None, timeout: 
             ui.info(f"job {session.job_id} ended: {end_reason(status)}")
             return 0
         # Jupyter crashed, the walltime ran out, the job was cancelled: say so, with the log's tail.
-        raise job_ended(site, session, end_reason(status))
+        raise job_ended(site, session, end_reason(status),
+                        f"Jupyter went with it. Start a new session with 'hpcjupyter submit --site {site.name}'"
+                        + (" and more --hours." if status.native_state in ("TIMEOUT", "TO") or status.exit_status == "-29"
+                           else "."))
     finally:
         if tunnel is not None:
             tunnel.close()

@@ -38,7 +38,7 @@ def log_path(session: sessions.Session) -> str:
     return f"{session.job_dir}/job.log"
 
 
-def job_ended(site: Site, session: sessions.Session, why: str) -> JobEndedError:
+def job_ended(site: Site, session: sessions.Session, why: str, hint: str = "") -> JobEndedError:
     """The error for a job that ended before (or while) we used it, with its log's tail."""
     log = read_quietly(site, log_path(session))
     if not log:
@@ -47,7 +47,7 @@ def job_ended(site: Site, session: sessions.Session, why: str) -> JobEndedError:
     return JobEndedError(
         f"job {session.job_id} on {site.name} ended: {why}.{' Jupyter said: ' + fatal if fatal else ''}\n"
         f"Last lines of {log_path(session)}:\n{tail(log)}",
-        "Fix what the log shows (e.g. the conda env or module names in the profile), then submit again.",
+        hint or "Fix what the log shows (e.g. the conda env or module names in the profile), then submit again.",
     )
 
 
@@ -164,13 +164,14 @@ def local_url_for(site: Site, connection: Connection, local_port: int) -> str:
     return browser_url(local_port, connection.endpoint.base_url, connection.token, site.profile.env.jupyter)
 
 
-def open_tunnel_for(site: Site, connection: Connection, local_port: int | None) -> Any:
-    """The tunnel of the site's shape, or None where Jupyter is on this machine already."""
+def open_tunnel_for(site: Site, connection: Connection, local_port: int | None, strict: bool = False) -> Any:
+    """The tunnel of the site's shape, or None where Jupyter is on this machine already.
+    ``strict``: the user named ``local_port``; if it is taken, that is an error, not another port."""
     if site.is_local:
         return None
     from hpcjupyter.tunnel import free_local_port, open_tunnel
 
-    port = free_local_port(local_port)
+    port = free_local_port(local_port, strict)
     endpoint = connection.endpoint
     target = endpoint.node if site.profile.ssh.tunnel == "jump" else endpoint.host
     return open_tunnel(site.remote, site.profile.ssh.tunnel, target, endpoint.port, port)

@@ -38,14 +38,26 @@ KEEPALIVE = 15
 # --- ports ------------------------------------------------------------------------------------
 
 
-def free_local_port(preferred: int | None = None) -> int:
-    """``preferred`` if it can be bound on 127.0.0.1, else a free port the OS picks."""
+def check_local_port(port: int) -> None:
+    """A port the user asked for (``--local-port``): in range and free now, or one clear error."""
+    if not 1024 <= port <= 65535:
+        raise RemoteError(
+            f"Local port {port} cannot be used for the tunnel.",
+            "Choose a port between 1024 and 65535 (ports below 1024 need administrator rights).",
+        )
+    if not _bindable(port):
+        raise _forward_failed(port, "in use")
+
+
+def free_local_port(preferred: int | None = None, strict: bool = False) -> int:
+    """``preferred`` if it can be bound on 127.0.0.1, else a free port the OS picks; with
+    ``strict`` (the user named the port) a port that is taken is an error instead."""
     if preferred is not None:
+        if strict:
+            check_local_port(preferred)
+            return preferred
         if not 1024 <= preferred <= 65535:
-            raise RemoteError(
-                f"Local port {preferred} cannot be used for the tunnel.",
-                "Choose a port between 1024 and 65535 (ports below 1024 need administrator rights).",
-            )
+            check_local_port(preferred)
         if _bindable(preferred):
             return preferred
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
