@@ -144,8 +144,9 @@ def _connect(site: Any, session: Any, ui: Any, local_port: int | None, timeout: 
              open_browser: bool, cancel_on_exit: bool) -> int:
     """Wait, tunnel, print the URL, hold the tunnel; the exit code says how the job ended."""
     from hpcjupyter import sessions
-    from hpcjupyter.connecting import Waiter, end_reason, job_ended, keep_alive, local_url_for, open_tunnel_for, \
+    from hpcjupyter.connecting import Waiter, job_ended, keep_alive, local_url_for, open_tunnel_for, \
         wait_until_answering
+    from hpcjupyter.wait import end_reason
 
     _ = site.remote  # log in now: a login that cannot work (no ssh, host key changed) fails at once, not retried
     waiter = Waiter(site, session, ui, timeout)

@@ -13,12 +13,12 @@ from typing import Any
 
 from hpcjupyter import sessions
 from hpcjupyter.discover import Endpoint, fatal_error, parse_connection_file, parse_marker, tail
-from hpcjupyter.errors import HpcJupyterError, JobEndedError, RemoteError
+from hpcjupyter.errors import HpcJupyterError, JobEndedError, LoginRefusedError, RemoteError
 from hpcjupyter.probe import api_status, browser_url
 from hpcjupyter.schedulers.base import JobState, JobStatus
 from hpcjupyter.site import Site
 from hpcjupyter.ui import UI
-from hpcjupyter.wait import describe, poll_interval
+from hpcjupyter.wait import describe, end_reason, poll_interval
 
 # Lines the job script writes when it gives up before Jupyter is reachable.
 _SCRIPT_ENDED = re.compile(r"^hpcjupyter: (jupyter exited with status \d+ before it was ready|job script ended with status [1-9]\d*)", re.MULTILINE)
@@ -58,12 +58,6 @@ def read_quietly(site: Site, path: str) -> str:
         return ""
 
 
-def end_reason(status: JobStatus) -> str:
-    details = [d for d in (status.native_state, status.reason) if d and d not in ("None", "(null)")]
-    exit_text = f"exit status {status.exit_status}" if status.exit_status not in ("", "0", "0:0") else ""
-    return ", ".join(details + ([exit_text] if exit_text else [])) or "it is no longer running"
-
-
 class Waiter:
     """Polls one job until Jupyter is ready, with bounded retries on a flaky login."""
 
@@ -99,6 +93,8 @@ class Waiter:
         """Re-open the login if it dropped (one prompt on MFA sites); keep waiting if it cannot."""
         try:
             self.site.prompts += self.site.remote.connect()
+        except LoginRefusedError:
+            raise
         except RemoteError as exc:
             self.ui.warn(f"{exc.message} Will retry.")
 

@@ -29,6 +29,11 @@ class RemoteError(HpcJupyterError):
     """The login node could not be reached, or a command on it could not be run."""
 
 
+class LoginRefusedError(RemoteError):
+    """A login that cannot work until the user acts (changed host key, refused auth, no ssh):
+    waiting and retrying would only repeat it."""
+
+
 class SchedulerError(HpcJupyterError):
     """The scheduler refused a request; the message carries the scheduler's own words."""
 

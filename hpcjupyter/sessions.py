@@ -19,6 +19,7 @@ from typing import Iterator
 from hpcjupyter import paths
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.schedulers.base import JobState, JobStatus
+from hpcjupyter.wait import end_reason
 
 
 @dataclass
@@ -65,7 +66,7 @@ def record_status(session: Session, status: JobStatus) -> None:
     with updating(session.site, session.session_id) as saved:
         saved.state = status.state.name
         ended = status.state is JobState.ENDED
-        saved.reason = status.reason or (status.native_state if ended else "") or saved.reason
+        saved.reason = (end_reason(status) if ended else status.reason) or saved.reason
         saved.node = status.node or saved.node
         if ended:
             saved.url = ""

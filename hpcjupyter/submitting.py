@@ -6,14 +6,16 @@ killed in between leaves a record whose job name (hpcj-<session>) finds the job 
 
 from __future__ import annotations
 
-
 from hpcjupyter import sessions
+from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.render import job_dir, render
 from hpcjupyter.request import Request
 from hpcjupyter.site import Site
 
+_NO_JOB_DIR = 90  # exit status: the job directory or script could not be written, nothing was submitted
 # $1 job dir, $2 script path; the rest is the scheduler's submit command. Script text on stdin.
-_SUBMIT_SH = 'set -e; umask 077; mkdir -p "$1"; chmod 700 "$1"; cat > "$2"; chmod 700 "$2"; cd "$1"; shift 2; exec "$@"'
+_SUBMIT_SH = (f'set -e; umask 077; mkdir -p "$1" && chmod 700 "$1" && cat > "$2" && chmod 700 "$2" '
+              f'|| exit {_NO_JOB_DIR}; cd "$1"; shift 2; exec "$@"')
 
 
 def remote_user(site: Site) -> str | None:
@@ -42,6 +44,12 @@ def submit(site: Site, request: Request) -> sessions.Session:
             *site.scheduler.submit_argv(script_path, request.job_name)]
     result = site.run(argv, stdin=script)
     try:
+        if result.returncode == _NO_JOB_DIR:
+            raise HpcJupyterError(
+                f"cannot write the job directory {directory} on {site.name}: {result.stderr.strip()}",
+                f"Check env.remote_dir ('hpcjupyter sites show {site.name} --origin' shows where it is set): "
+                "it must be a directory you can write, on a filesystem the compute nodes see.",
+            )
         job_id = site.scheduler.parse_submit(result)
     except Exception:
         with sessions.updating(site.name, session.session_id) as failed:

@@ -40,3 +40,10 @@ def describe(status: JobStatus, waited: float) -> str:
     if status.node:
         parts.append(f"node {status.node}")
     return ", ".join(parts)
+
+
+def end_reason(status: JobStatus) -> str:
+    """Why a job ended, in the scheduler's words: state, reason, a non-zero exit status."""
+    details = [d for d in (status.native_state, status.reason) if d and d not in ("None", "(null)")]
+    exit_text = f"exit status {status.exit_status}" if status.exit_status not in ("", "0", "0:0") else ""
+    return ", ".join(details + ([exit_text] if exit_text else [])) or "it is no longer running"

@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from hpcjupyter.errors import RemoteError
+from hpcjupyter.errors import LoginRefusedError, RemoteError
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,8 @@ def interpret_write(result: Result, path: str, where: str) -> None:
 # Errors the user reads: what happened and what to do, shared by the openssh and fabric transports.
 
 
-def ssh_not_found_error() -> RemoteError:
-    return RemoteError(
+def ssh_not_found_error() -> LoginRefusedError:
+    return LoginRefusedError(
         "The `ssh` command was not found on this machine.",
         'Install the OpenSSH client (it ships with macOS, Linux and Windows 10+), or set transport = "fabric" '
         "in the site profile's [ssh] table to use the built-in client.",
@@ -173,8 +173,8 @@ def unreachable_error(label: str, detail: str = "") -> RemoteError:
     )
 
 
-def auth_error(label: str, detail: str = "") -> RemoteError:
-    return RemoteError(
+def auth_error(label: str, detail: str = "") -> LoginRefusedError:
+    return LoginRefusedError(
         f"Login to {label} was refused{_detail(detail)}.",
         "Check the username (user in your config's [sites.NAME] table or User in ssh_config), that your "
         "ssh key is registered with the site (and IdentityFile points at it), and the password or "
@@ -182,8 +182,8 @@ def auth_error(label: str, detail: str = "") -> RemoteError:
     )
 
 
-def host_key_changed_error(label: str, detail: str = "", remove: str = "") -> RemoteError:
-    return RemoteError(
+def host_key_changed_error(label: str, detail: str = "", remove: str = "") -> LoginRefusedError:
+    return LoginRefusedError(
         f"The host key of {label} has CHANGED since you last connected{_detail(detail)}. "
         "This happens when a site re-installs its login nodes, but it is also what an attacker "
         "intercepting the connection would look like.",
@@ -193,8 +193,8 @@ def host_key_changed_error(label: str, detail: str = "", remove: str = "") -> Re
     )
 
 
-def host_key_unknown_error(label: str, detail: str = "") -> RemoteError:
-    return RemoteError(
+def host_key_unknown_error(label: str, detail: str = "") -> LoginRefusedError:
+    return LoginRefusedError(
         f"The host key of {label} could not be verified{_detail(detail)}.",
         f"Connect once with `ssh {label.split(' ')[0]}` in a terminal, compare the fingerprint it shows "
         "with the ones the site publishes, and answer yes only if they match. Do not turn off host "

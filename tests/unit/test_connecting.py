@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from hpcjupyter import sessions
-from hpcjupyter.connecting import end_reason, seconds_of, time_left
+from hpcjupyter.connecting import seconds_of, time_left
+from hpcjupyter.wait import end_reason
 from hpcjupyter.listing import refresh, rows
 from hpcjupyter.remote.base import Result
 from hpcjupyter.schedulers.base import JobState, JobStatus, Query
