@@ -1,0 +1,119 @@
+"""Figure 7: end to end on an idle bed — from the command to a working URL in the user's hands.
+
+Three ways, taking turns within each repetition, each from a cold start (a fresh login):
+
+* hpcjupyter: ``submit --connect --no-browser`` until it prints the URL (it has checked
+  ``/api/status`` first); test-bed profile, poll_seconds = 2;
+* the manual way (`manual.sh`): sbatch, poll squeue every 2 s, read the URL from the job's
+  output, ``ssh -L``, check ``/api/status``;
+* jupyter-forward with ``--launch-command "srun ..."`` (see `jforward` for how it runs on the
+  bed) until it prints its URL.
+
+Every URL is checked to answer /api/status 200 with its token. Ratios are hpcjupyter / other per
+repetition (below 1: hpcjupyter is faster), then the median.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jforward
+from bed import answers, check_ok, close_masters, interrupt, session_record, wait_line
+from measure import Figure, spread
+
+MANUAL = Path(__file__).resolve().parent / "manual.sh"
+URL_TIMEOUT = 180
+
+
+def ours(bench: Any, cli: Any, rep: int) -> float:
+    close_masters(cli.home)
+    start = time.time()
+    process = bench.start_cli(cli, "submit", "--site", "tb-slurm", "--connect", "--no-browser")
+    try:
+        url, shown_at, _ = wait_line(process, "http://127.0.0.1:", URL_TIMEOUT)
+        job_id = session_record(cli)["job_id"]
+        bench.jobs["slurm"].add(job_id)
+        answers(url)
+        check_ok(cli.run("cancel", job_id), "cancel")
+    finally:
+        interrupt(process)
+        close_masters(cli.home)
+    return shown_at - start
+
+
+def manual(bench: Any, rep: int) -> float:
+    from hpcjupyter.tunnel import free_local_port
+
+    name = f"{bench.tag}-manual"
+    bench.job_names.add(name)
+    env = {"SSH_CONFIG": str(bench.ssh_config), "HOST": bench.tb.login_alias, "VENV": str(bench.tb.jupyter_venv),
+           "JOB_DIR": f"{bench.remote_scratch}/manual-{rep}", "JOB_NAME": name, "LPORT": str(free_local_port()),
+           "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    start = time.time()
+    process = bench.start(["bash", str(MANUAL)], env=env)
+    try:
+        url, shown_at, _ = wait_line(process, "http://127.0.0.1:", URL_TIMEOUT)
+        answers(url)
+    finally:
+        interrupt(process)  # its trap cancels the job and closes the tunnel
+    return shown_at - start
+
+
+def peer(bench: Any, rep: int) -> float:
+    from hpcjupyter.tunnel import free_local_port
+
+    env, shell = jforward.prepare(bench)
+    name = f"{bench.tag}-jf"
+    bench.job_names.add(name)
+    port = free_local_port()
+    start = time.time()
+    process = bench.start(jforward.argv(shell, port, name, bench.tb.login_alias), env=env, cwd=bench.root)
+    output = ""
+    try:
+        line, shown_at, output = wait_line(process, "Jupyter Lab URL:", URL_TIMEOUT)
+        answers(f"http://127.0.0.1:{port}/?token={jforward.token_of(line)}")
+    finally:
+        interrupt(process)  # the ssh session ends, so srun and its job end
+        bench.tb.ssh(bench.tb.login_alias, f"scancel --name={name}")
+        jf_dir = bench.tb.home / ".jupyter_forward"
+        for leftover in jforward.files_of(output):
+            (jf_dir / leftover).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            jf_dir.rmdir()  # only if empty
+    return shown_at - start
+
+
+def measure(bench: Any, figure: Figure, reps: int) -> None:
+    cli = bench.cli("e2e", {"tb-slurm": bench.profile()})
+    ways: dict[str, Callable[[int], float]] = {
+        "hpcjupyter": lambda rep: ours(bench, cli, rep),
+        "manual script": lambda rep: manual(bench, rep),
+    }
+    failed: dict[str, str] = {}
+    try:
+        figure.notes.append(f"jupyter-forward {jforward.ensure_installed()}, --launch-command 'srun ...'")
+        ways["jupyter-forward"] = lambda rep: peer(bench, rep)
+    except Exception as exc:
+        failed["jupyter-forward"] = f"it could not be installed ({exc})"
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    for rep in range(reps):
+        for way, run in list(ways.items()):
+            try:
+                times[way].append(run(rep))
+            except Exception as exc:
+                if way == "hpcjupyter":
+                    raise
+                failed[way] = str(exc)  # reported as not measured, never faked
+                del ways[way], times[way]
+    for way, values in times.items():
+        figure.row(f"{way} to URL", spread(figure.add(f"{way} to URL", values, "s")))
+    for way, why in failed.items():
+        figure.row(f"{way} to URL", "NOT MEASURED")
+        figure.notes.append(f"{way} not measured: {why}")
+    for other in [w for w in times if w != "hpcjupyter"]:
+        pairs = zip(times["hpcjupyter"], times[other], strict=True)
+        ratio = figure.add(f"hpcjupyter / {other}", [o / t for o, t in pairs], "x")
+        figure.row(f"hpcjupyter / {other}", spread(ratio, lambda x: f"{x:.2f}x"), "")
