@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hpcjupyter import sessions
-from hpcjupyter.discover import Endpoint, fatal_error, parse_connection_file, parse_marker, tail
+from hpcjupyter.discover import Endpoint, fatal_error, parse_connection_file, parse_jupyter_log, parse_marker, tail
 from hpcjupyter.errors import HpcJupyterError, JobEndedError, LoginRefusedError, RemoteError
 from hpcjupyter.probe import api_status, browser_url
 from hpcjupyter.schedulers.base import JobState, JobStatus
@@ -24,6 +24,14 @@ from hpcjupyter.wait import describe, end_reason, poll_interval
 _SCRIPT_ENDED = re.compile(r"^hpcjupyter: (jupyter exited with status \d+ before it was ready|job script ended with status [1-9]\d*)", re.MULTILINE)
 MAX_STATUS_FAILURES = 20
 RUNNING_TIMEOUT = 300.0
+PEEK_QUEUED = 2.0  # seconds between looks at the job directory while the scheduler says queued
+PEEK_RUNNING = 0.25  # ... and once it runs: Jupyter is about to be ready
+_SEPARATOR = "--- hpcjupyter: job log follows ---"
+PRIVATE_MODE = "-rw-------"
+# $1 job dir, $2 separator. `ls` first: on NFS it refreshes the directory's attribute cache.
+# Prints connection.json's mode (as `ls -l` shows it: portable), its text, the separator, the log's end.
+_PEEK_SH = ('ls "$1" >/dev/null 2>&1; m=$(ls -ln "$1/connection.json" 2>/dev/null | cut -c1-10); echo "$m"; '
+            'cat "$1/connection.json" 2>/dev/null; printf "\\n%s\\n" "$2"; tail -c 16384 "$1/job.log" 2>/dev/null')
 
 
 @dataclass
@@ -38,9 +46,10 @@ def log_path(session: sessions.Session) -> str:
     return f"{session.job_dir}/job.log"
 
 
-def job_ended(site: Site, session: sessions.Session, why: str, hint: str = "") -> JobEndedError:
-    """The error for a job that ended before (or while) we used it, with its log's tail."""
-    log = read_quietly(site, log_path(session))
+def job_ended(site: Site, session: sessions.Session, why: str, hint: str = "", log: str = "") -> JobEndedError:
+    """The error for a job that ended before (or while) we used it, with its log's tail
+    (``log`` when the caller has just read it, else it is fetched)."""
+    log = log or read_quietly(site, log_path(session))
     if not log:
         log = read_quietly(site, f"{session.job_dir}/{site.scheduler.name}.out") or "(the job wrote no log)"
     fatal = fatal_error(log)
@@ -98,30 +107,43 @@ class Waiter:
         except RemoteError as exc:
             self.ui.warn(f"{exc.message} Will retry.")
 
+    def peek(self) -> tuple[str, str, str]:
+        """One round trip over the open login: connection.json's mode and text, and the log's end."""
+        result = self.site.run(["sh", "-c", _PEEK_SH, "hpcjupyter-peek", self.session.job_dir, _SEPARATOR])
+        head, _, log = result.stdout.partition(f"\n{_SEPARATOR}\n")
+        mode, _, text = head.partition("\n")
+        return mode.strip(), text, log
+
     def ready(self) -> Connection | None:
-        """Jupyter's marker in the log → the 0600 connection file → host, port, token."""
+        """The 0600 connection file (host, port, token) once the job wrote it; an early end in the log
+        is an error at once; Jupyter's own log lines are the fallback when there is no file."""
         try:
-            log = self.site.remote.read_file(log_path(self.session)) or ""
+            mode, text, log = self.peek()
         except RemoteError:
             self.reconnect()
             return None
-        marker = parse_marker(log)
-        if marker is None:
-            ended = _SCRIPT_ENDED.search(log)
-            if ended:
-                raise job_ended(self.site, self.session, ended.group(1))
-            return None
         path = f"{self.session.job_dir}/connection.json"
-        text = self.site.remote.read_file(path)
-        if text is None:
-            return None  # written just before the marker; NFS may lag a moment
-        found = parse_connection_file(text, path)
-        endpoint = replace(found, node=found.node or marker.node)
-        return Connection(endpoint=endpoint, token=found.token or "")
+        if text.strip():
+            if mode != PRIVATE_MODE:
+                raise HpcJupyterError(
+                    f"{path} has mode {mode or 'unknown'}, not {PRIVATE_MODE}: others may have read the Jupyter token.",
+                    f"Cancel the job ('hpcjupyter cancel {self.session.job_id}') and check the job directory.",
+                )
+            found = parse_connection_file(text, path)
+            marker = parse_marker(log)
+            return Connection(endpoint=replace(found, node=found.node or (marker.node if marker else "")),
+                              token=found.token or "")
+        ended = _SCRIPT_ENDED.search(log)
+        if ended:
+            raise job_ended(self.site, self.session, ended.group(1), log=log)
+        fallback = parse_jupyter_log(log)
+        return Connection(endpoint=fallback, token=fallback.token) if fallback and fallback.token else None
 
     def wait(self) -> Connection:
+        """Scheduler queries at the site's pace; the job directory peeked at often (a file read,
+        not a scheduler query), so a job that starts between two queries is noticed at once."""
         start = time.monotonic()
-        next_query = start
+        next_query = next_peek = start
         running_since: float | None = None
         status = JobStatus(job_id=self.session.job_id or "", state=JobState.UNKNOWN)
         while True:
@@ -138,22 +160,22 @@ class Waiter:
                 if status.state is JobState.ENDED:
                     raise job_ended(self.site, self.session, end_reason(status))
                 self.ui.status(describe(status, now - start))
-            if status.state is JobState.RUNNING or (status.state is JobState.UNKNOWN and running_since):
+            if status.state is JobState.RUNNING:
                 running_since = running_since or now
+            if now >= next_peek:
                 connection = self.ready()
                 if connection is not None:
                     return connection
-                if now - running_since > RUNNING_TIMEOUT:
-                    log = read_quietly(self.site, log_path(self.session))
-                    raise HpcJupyterError(
-                        f"job {self.session.job_id} has run {RUNNING_TIMEOUT:g} s without Jupyter becoming ready.\n"
-                        f"Last lines of {log_path(self.session)}:\n{tail(log) or '(empty)'}",
-                        f"The job is still running: 'hpcjupyter logs {self.session.job_id}' to look, "
-                        f"'hpcjupyter cancel {self.session.job_id}' to stop it.",
-                    )
-                time.sleep(1.0)
-            else:
-                time.sleep(max(0.2, min(1.0, next_query - time.monotonic())))
+                next_peek = now + (PEEK_RUNNING if running_since else PEEK_QUEUED)
+            if running_since and now - running_since > RUNNING_TIMEOUT:
+                log = read_quietly(self.site, log_path(self.session))
+                raise HpcJupyterError(
+                    f"job {self.session.job_id} has run {RUNNING_TIMEOUT:g} s without Jupyter becoming ready.\n"
+                    f"Last lines of {log_path(self.session)}:\n{tail(log) or '(empty)'}",
+                    f"The job is still running: 'hpcjupyter logs {self.session.job_id}' to look, "
+                    f"'hpcjupyter cancel {self.session.job_id}' to stop it.",
+                )
+            time.sleep(max(0.05, min(next_query, next_peek) - time.monotonic()))
 
 
 def local_url_for(site: Site, connection: Connection, local_port: int) -> str:

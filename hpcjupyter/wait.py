@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hpcjupyter.schedulers.base import JobState, JobStatus
 
-FIRST_INTERVALS = (10.0, 20.0, 30.0)
+FIRST_INTERVALS = (15.0, 45.0)  # queries at 0, 15 and 60 s, then every poll_seconds
 
 
 def poll_interval(queries_done: int, poll_seconds: float) -> float:

@@ -77,3 +77,67 @@ def test_ls_asks_each_site_once_and_recovers_an_interrupted_submit(tmp_path: Pat
     table = rows(found)
     assert table[0].split() == ["JOB", "ID", "SITE", "STATE", "NODE", "SUBMITTED", "DETAIL"]
     assert len(table) == 7
+
+
+class PeekSite:
+    """A site whose login node answers the connect peek with canned output."""
+
+    name = "tb"
+
+    def __init__(self, mode: str, text: str, log: str) -> None:
+        from hpcjupyter.connecting import _SEPARATOR
+
+        self.stdout = f"{mode}\n{text}\n{_SEPARATOR}\n{log}"
+        self.scheduler = type("S", (), {"name": "slurm"})()
+        self.remote = self
+
+    def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> Result:
+        return Result(0, self.stdout, "")
+
+    def read_file(self, path: str) -> str | None:
+        return None
+
+
+def waiter_for(site: PeekSite):
+    from hpcjupyter.connecting import Waiter
+
+    session = sessions.Session(site="tb", session_id="s", job_dir="/j", job_name="hpcj-s",
+                               submitted_at="", job_id="7")
+    return Waiter(site, session, ui=None, timeout=None)  # type: ignore[arg-type]
+
+
+GOOD = '{"host": "node1", "node": "node1", "port": 40001, "token": "t0k", "base_url": "/"}'
+
+
+def test_ready_reads_host_port_and_token_from_the_private_file() -> None:
+    found = waiter_for(PeekSite("-rw-------", GOOD, "HPCJUPYTER_READY host=node1 port=40001\n")).ready()
+    assert found is not None and (found.endpoint.host, found.endpoint.port, found.token) == ("node1", 40001, "t0k")
+
+
+def test_a_connection_file_others_can_read_is_refused() -> None:
+    from hpcjupyter.errors import HpcJupyterError
+
+    with pytest.raises(HpcJupyterError, match="mode -rw-r--r--, not -rw-------"):
+        waiter_for(PeekSite("-rw-r--r--", GOOD, "")).ready()
+
+
+def test_a_malformed_connection_file_is_a_clear_error() -> None:
+    from hpcjupyter.errors import HpcJupyterError
+
+    with pytest.raises(HpcJupyterError, match="not a valid hpcjupyter connection file"):
+        waiter_for(PeekSite("-rw-------", '{"host": "node1"}', "")).ready()
+
+
+def test_an_early_end_in_the_log_is_reported_with_the_tail() -> None:
+    from hpcjupyter.errors import JobEndedError
+
+    log = "hpcjupyter: job 7 starting\nactivate: No such file or directory\nhpcjupyter: job script ended with status 1\n"
+    with pytest.raises(JobEndedError, match="No such file or directory"):
+        waiter_for(PeekSite("", "", log)).ready()
+
+
+def test_jupyter_own_url_is_the_fallback_and_nothing_yet_is_none() -> None:
+    log = "[I 2026-11-23 14:36:24.636 ServerApp] http://node1:8888/lab?token=abc\n"
+    found = waiter_for(PeekSite("", "", log)).ready()
+    assert found is not None and (found.endpoint.port, found.token) == (8888, "abc")
+    assert waiter_for(PeekSite("", "", "hpcjupyter: job 7 starting\n")).ready() is None

@@ -15,12 +15,12 @@ def schedule(poll_seconds: float, window: float) -> list[float]:
 
 
 def test_fast_first_then_capped_at_the_site_floor() -> None:
-    assert [poll_interval(n, 60) for n in range(1, 7)] == [10, 20, 30, 60, 60, 60]
+    assert [poll_interval(n, 60) for n in range(1, 7)] == [15, 45, 60, 60, 60, 60]
 
 
 def test_at_most_twelve_queries_in_ten_minutes_with_a_sixty_second_floor() -> None:
     times = schedule(60, 600)
-    assert len(times) <= 12
+    assert len(times) <= 11  # the target is 12: keep a margin
     gaps = [b - a for a, b in zip(times, times[1:]) if a >= 60]
     assert gaps and min(gaps) >= 60
 
