@@ -9,14 +9,16 @@ processes, filling the nodes) take the `disruptive` fixture (the bed held exclus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from clihelpers import Cli, control_sockets, master_pid, pid_alive, port_and_token, read_url, stop
@@ -30,6 +32,26 @@ SITE = "tbfault"
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Connect:
+    """`hpcjupyter connect` running in the background, and what it wrote on stderr once stopped."""
+
+    process: subprocess.Popen[str]
+    stderr: str = ""
+
+
+@contextlib.contextmanager
+def connecting(cli: Cli, testbed: Any, job: str) -> Iterator[Connect]:
+    """`hpcjupyter connect JOB --no-browser` for the body of the block; afterwards, whatever
+    happened, it is stopped (stderr kept) and the job cancelled."""
+    run = Connect(cli.start("connect", job, "--no-browser"))
+    try:
+        yield run
+    finally:
+        run.stderr += stop(run.process)
+        cancel_quietly(testbed, job)
 
 
 def install(cli: Cli, testbed: Any, **kw: str) -> None:
@@ -100,8 +122,8 @@ def test_link_down_30s_connect_waits_and_recovers(cli: Cli, disruptive: Any, mod
     testbed = disruptive
     install(cli, testbed)
     job = submit(cli)
-    connect = cli.start("connect", job, "--no-browser")
-    try:
+    with connecting(cli, testbed, job) as run:
+        connect = run.process
         url = read_url(connect)
         port, token = port_and_token(url)
         assert api_status(port, "/", token) == 200
@@ -114,9 +136,7 @@ def test_link_down_30s_connect_waits_and_recovers(cli: Cli, disruptive: Any, mod
         assert took is not None, "the URL did not answer again within 150 s of the link coming back"
         assert connect.poll() is None, "connect gave up during the outage"
         assert listed(cli, job)["state"] == "RUNNING"
-    finally:
-        stderr = stop(connect)
-        cancel_quietly(testbed, job)
+    stderr = run.stderr
     assert "Traceback" not in stderr
 
 
@@ -127,8 +147,8 @@ def test_login_sshd_restart_session_goes_on(cli: Cli, disruptive: Any) -> None:
     testbed = disruptive
     install(cli, testbed)
     job = submit(cli)
-    connect = cli.start("connect", job, "--no-browser")
-    try:
+    with connecting(cli, testbed, job) as run:
+        connect = run.process
         url = read_url(connect)
         port, token = port_and_token(url)
         logins = testbed.accepted("login")
@@ -152,9 +172,7 @@ def test_login_sshd_restart_session_goes_on(cli: Cli, disruptive: Any) -> None:
         assert new_master is not None and new_master != master
         assert testbed.accepted("login") == logins + 1, "exactly one new login"
         assert connect.poll() is None
-    finally:
-        stderr = stop(connect)
-        cancel_quietly(testbed, job)
+    stderr = run.stderr
     assert "Traceback" not in stderr
 
 
@@ -169,7 +187,6 @@ def test_squeue_failing_transiently_is_unknown_then_retried(cli: Cli, disruptive
     job = submit(cli)
     before = testbed.command_count("squeue")
     testbed.fail_next("squeue", 3)
-    connect = cli.start("connect", job, "--no-browser")
     states: list[str] = []  # the record's state, sampled while connect waits
     done = threading.Event()
 
@@ -180,18 +197,21 @@ def test_squeue_failing_transiently_is_unknown_then_retried(cli: Cli, disruptive
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    try:
-        url = read_url(connect, seconds=120)
-        port, token = port_and_token(url)
-        assert api_status(port, "/", token) == 200
-        assert testbed.command_count("squeue") - before >= 4  # 3 failures, then answers
-        rec = record_of(cli, job)
-        assert rec["state"] == "RUNNING" and not rec["ended_at"], rec
-    finally:
-        done.set()
-        watcher.join(5)
-        stderr = stop(connect)
-        cancel_quietly(testbed, job)
+    with connecting(cli, testbed, job) as run:
+        connect = run.process
+        try:
+            url = read_url(connect, seconds=120)
+            port, token = port_and_token(url)
+            assert api_status(port, "/", token) == 200
+            # All three failures were met and retried (Jupyter may be found in the job directory
+            # before the scheduler answers again: the peek is a file read, not a query).
+            assert testbed.command_count("squeue") - before >= 3
+            rec = record_of(cli, job)
+            assert rec["state"] == "RUNNING" and not rec["ended_at"], rec
+        finally:
+            done.set()
+            watcher.join(5)
+    stderr = run.stderr
     assert states and "ENDED" not in states and "FAILED" not in states, sorted(set(states))
     assert "unknown" in stderr and "Unable to contact slurm controller" in stderr, stderr
     assert "ended" not in stderr.split("Jupyter on", 1)[0], stderr
@@ -217,16 +237,13 @@ def test_job_killed_before_jupyter_starts(cli: Cli, testbed: Any) -> None:
     """scancel while the site setup still runs: connect exits non-zero with the log's tail."""
     install(cli, testbed, extra_env='setup = ["echo hpcj-fault-setup-started", "sleep 30"]')
     job = submit(cli)
-    connect = cli.start("connect", job, "--no-browser")
-    try:
+    with connecting(cli, testbed, job) as run:
+        connect = run.process
         log = Path(record_of(cli, job)["job_dir"]) / "job.log"
         wait_for(lambda: log.exists() and "hpcj-fault-setup-started" in log.read_text(), 60, "setup to run")
         res = testbed.ssh(testbed.login_alias, f"scancel {job}")
         assert res.returncode == 0, res.stderr
         stderr = _connect_fails(cli, connect, 60)
-    finally:
-        stop(connect)
-        cancel_quietly(testbed, job)
     assert "hpcj-fault-setup-started" in stderr  # the tail of the log
     assert "HPCJUPYTER_READY" not in stderr and "http://127.0.0.1" not in stderr
     entry = wait_for(lambda: (e := listed(cli, job))["state"] == "ENDED" and e, 30, "ls to show ENDED")
@@ -237,8 +254,8 @@ def test_jupyter_crashing_after_start(cli: Cli, testbed: Any) -> None:
     """Jupyter dies (SIGKILL, as a crash) while connected: connect exits non-zero with the tail."""
     install(cli, testbed)
     job = submit(cli)
-    connect = cli.start("connect", job, "--no-browser")
-    try:
+    with connecting(cli, testbed, job) as run:
+        connect = run.process
         url = read_url(connect)
         port, token = port_and_token(url)
         assert api_status(port, "/", token) == 200
@@ -248,9 +265,6 @@ def test_jupyter_crashing_after_start(cli: Cli, testbed: Any) -> None:
         killed = testbed.exec(rec["node"], "kill", "-KILL", str(info["pid"]))
         assert killed.returncode == 0, killed.stderr
         stderr = _connect_fails(cli, connect, 90)
-    finally:
-        stop(connect)
-        cancel_quietly(testbed, job)
     assert "jupyter exited with status 137" in stderr, stderr
     assert token not in stderr
     entry = listed(cli, job)
@@ -262,15 +276,12 @@ def test_walltime_reached(cli: Cli, testbed: Any) -> None:
     """A one-minute job: Slurm kills it at its walltime, connect reports TIMEOUT with the tail."""
     install(cli, testbed)
     job = submit(cli, "--hours", "0.0167")  # 60 s: Slurm's smallest limit, 1 minute
-    connect = cli.start("connect", job, "--no-browser")
-    try:
+    with connecting(cli, testbed, job) as run:
+        connect = run.process
         url = read_url(connect)
         port, token = port_and_token(url)
         assert api_status(port, "/", token) == 200
         stderr = _connect_fails(cli, connect, 240)
-    finally:
-        stop(connect)
-        cancel_quietly(testbed, job)
     assert "TIMEOUT" in stderr, stderr
     assert "stop requested" in stderr or "job script ended" in stderr, stderr
     entry = listed(cli, job)
