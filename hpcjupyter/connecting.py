@@ -123,6 +123,8 @@ class Waiter:
             self.reconnect()
             return None
         path = f"{self.session.job_dir}/connection.json"
+        if text.strip() and not mode:
+            return None  # the file appeared between the two looks of one peek: look again
         if text.strip():
             if mode != PRIVATE_MODE:
                 raise HpcJupyterError(

@@ -121,6 +121,10 @@ def test_a_connection_file_others_can_read_is_refused() -> None:
         waiter_for(PeekSite("-rw-r--r--", GOOD, "")).ready()
 
 
+def test_a_file_that_appears_during_the_peek_is_read_next_time() -> None:
+    assert waiter_for(PeekSite("", GOOD, "")).ready() is None
+
+
 def test_a_malformed_connection_file_is_a_clear_error() -> None:
     from hpcjupyter.errors import HpcJupyterError
 
