@@ -66,11 +66,6 @@ def parse_jupyter_log(log: str) -> Endpoint | None:
                     token=None if token in (None, "...") else token)
 
 
-def find_endpoint(log: str) -> Endpoint | None:
-    """Marker first, then Jupyter's own lines."""
-    return parse_marker(log) or parse_jupyter_log(log)
-
-
 def fatal_error(log: str) -> str | None:
     """Jupyter's own fatal line (e.g. port not available), to show the user."""
     match = _FATAL.search(log)

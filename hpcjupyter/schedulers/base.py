@@ -121,8 +121,6 @@ class Scheduler(abc.ABC):
     gone: ClassVar[tuple[re.Pattern[str], ...]]
     """Error lines meaning the job is no longer there (status and cancel take them as answers)."""
 
-    def state_of(self, native: str) -> JobState:
-        return classify(self.states, native)[1]
 
     @abc.abstractmethod
     def submit_argv(self, script_path: str, job_name: str | None = None) -> list[str]:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hpcjupyter.discover import (Endpoint, fatal_error, find_endpoint, parse_connection_file, parse_jupyter_log,
+from hpcjupyter.discover import (Endpoint, fatal_error, parse_connection_file, parse_jupyter_log,
                                  parse_marker, tail)
 from hpcjupyter.errors import HpcJupyterError
 
@@ -34,15 +34,15 @@ def test_the_port_jupyter_moved_to_wins_over_the_port_asked_for(fixture) -> None
 
 def test_a_port_in_use_failure_has_no_endpoint_and_a_fatal_line(fixture) -> None:
     log = fixture("jupyter-server2.21-lab-port-in-use-error-generated.txt")
-    assert find_endpoint(log) is None
+    assert parse_marker(log) is None and parse_jupyter_log(log) is None
     assert fatal_error(log) == "ERROR: the Jupyter server could not be started because port 18888 is not available."
 
 
-def test_marker_wins_over_jupyter_lines_and_the_last_marker_counts(fixture) -> None:
+def test_the_last_marker_counts(fixture) -> None:
     log = fixture("jupyter-server2.21-lab-port0-envtoken-generated.txt")
     log += "HPCJUPYTER_READY host=nid001 port=1 node=nid001 base_url=/ job=9\n"
     log += "HPCJUPYTER_READY host=nid002 port=41234 node=nid002 base_url=/ job=9\n"
-    assert find_endpoint(log) == Endpoint(host="nid002", port=41234, base_url="/", node="nid002")
+    assert parse_marker(log) == Endpoint(host="nid002", port=41234, base_url="/", node="nid002")
 
 
 def test_a_broken_marker_is_ignored() -> None:

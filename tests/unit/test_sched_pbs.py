@@ -9,7 +9,7 @@ import pytest
 
 from hpcjupyter.errors import SchedulerError
 from hpcjupyter.remote.base import Result
-from hpcjupyter.schedulers.base import JobState, QueryFailed
+from hpcjupyter.schedulers.base import JobState, QueryFailed, classify
 from hpcjupyter.schedulers.pbs import PBS, job_status, parse_qselect, parse_qstat
 
 P, R, E, U = JobState.PENDING, JobState.RUNNING, JobState.ENDED, JobState.UNKNOWN
@@ -43,9 +43,9 @@ def test_qstat_default_tables_state_column(fixture) -> None:
     We never parse these tables (names truncated to ``hello_wor*``, two layouts): we ask JSON."""
     rows = [line.split() for line in fixture("pbspro-qstat-default-imperial.txt").splitlines()
             if line.split() and line.split()[0].endswith(".pbs-7")]
-    first = {r[0]: pbs.state_of(r[4]) for r in rows[:3]}  # qstat: Job id, Name, User, Time Use, S, Queue
+    first = {r[0]: classify(pbs.states, r[4])[1] for r in rows[:3]}  # qstat: Job id, Name, User, Time Use, S, Queue
     assert first == {"1.pbs-7": R, "2.pbs-7": R, "3.pbs-7": P}
-    assert {r[0]: pbs.state_of(r[-2]) for r in rows[3:]} == {"1.pbs-7": R, "3.pbs-7": P}  # qstat -u: S is next to last
+    assert {r[0]: classify(pbs.states, r[-2])[1] for r in rows[3:]} == {"1.pbs-7": R, "3.pbs-7": P}  # qstat -u: S is next to last
 
 
 # --- submit --------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from hpcjupyter.errors import SchedulerError
 from hpcjupyter.remote.base import Result
-from hpcjupyter.schedulers.base import JobState, QueryFailed
+from hpcjupyter.schedulers.base import JobState, QueryFailed, classify
 from hpcjupyter.schedulers.slurm import (
     SACCT_FIELDS,
     SQUEUE_FORMAT,
@@ -55,8 +55,8 @@ def test_full_names_map_like_compact_codes(full: str, compact: str) -> None:
 
 @pytest.mark.parametrize("text,state", [("CANCELLED+", E), ("CANCELLED by 123", E), ("running", R),
                                         ("RESIZING", U), ("", U)])
-def test_state_of_tolerates_decorations_and_unknown_codes(text: str, state: JobState) -> None:
-    assert slurm.state_of(text) is state
+def test_states_tolerate_decorations_and_unknown_codes(text: str, state: JobState) -> None:
+    assert classify(slurm.states, text)[1] is state
 
 
 # --- submit --------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_squeue_our_format_running_uses_batch_host(fixture) -> None:
 def test_squeue_compact_codes_of_custom_format(fixture) -> None:
     """slurm-squeue-format-custom.txt: ``%t`` compact codes map through the same table."""
     rows = [line.split() for line in fixture("slurm-squeue-format-custom.txt").splitlines()[1:]]
-    assert [(r[0], slurm.state_of(r[1])) for r in rows] == [("6", R), ("27", R)]
+    assert [(r[0], classify(slurm.states, r[1])[1]) for r in rows] == [("6", R), ("27", R)]
 
 
 def test_squeue_purged_single_id_is_not_a_failure() -> None:
@@ -197,7 +197,7 @@ def test_sacct_default_table_states_and_exit_codes(fixture) -> None:
     allocation = rows[0]
     job = row_status({"JobID": allocation[0], "State": allocation[-2], "ExitCode": allocation[-1]})
     assert (job.job_id, job.state, job.native_state, job.exit_status) == ("2458483", E, "FAILED", "2")
-    assert {r[-2]: slurm.state_of(r[-2]) for r in rows} == {"FAILED": E, "COMPLETED": E}
+    assert {r[-2]: classify(slurm.states, r[-2])[1] for r in rows} == {"FAILED": E, "COMPLETED": E}
     assert rows[1][0] == "2458483.bat+"
 
 
