@@ -7,6 +7,7 @@ import os
 import socket
 
 import pytest
+from fakes import FakePrompter
 from paramiko.ssh_exception import (
     AuthenticationException,
     BadAuthenticationType,
@@ -17,20 +18,6 @@ from paramiko.ssh_exception import (
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.remote import fabric_remote as fr
-
-
-class FakePrompter:
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.asked: list[tuple[str, bool]] = []
-        self.shown: list[str] = []
-
-    def ask(self, prompt_text: str, secret: bool) -> str:
-        self.asked.append((prompt_text, secret))
-        return self.answers.pop(0)
-
-    def info(self, text: str) -> None:
-        self.shown.append(text)
 
 
 class FakeTransport:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from fakes import FakePrompter
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.remote import SshTarget, make_remote
@@ -135,22 +136,6 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     shutil.rmtree(state, ignore_errors=True)
 
 
-class Prompter:
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.asked: list[tuple[str, bool]] = []
-        self.shown: list[str] = []
-
-    def ask(self, prompt_text: str, secret: bool) -> str:
-        self.asked.append((prompt_text, secret))
-        if not self.answers:
-            raise AssertionError(f"unexpected prompt {prompt_text!r}")
-        return self.answers.pop(0)
-
-    def info(self, text: str) -> None:
-        self.shown.append(text)
-
-
 @pytest.fixture
 def cleanup() -> Iterator[Callable[[Any], Any]]:
     """Register remotes and tunnels; tunnels are closed and masters stopped after the test."""
@@ -221,7 +206,7 @@ def target(sshd: Sshd, name: str, transport: str, host: str = "login", **kw: Any
 def test_openssh_one_login_serves_commands_files_and_other_processes(sshd: Sshd, env: str, cleanup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     t = target(sshd, "one", "openssh")
     before = sshd.accepted()
-    r = cleanup(make_remote(t, Prompter()))
+    r = cleanup(make_remote(t, FakePrompter()))
     assert r.connect() == 0
     assert r.control_path.startswith(env)  # short state dir: no /tmp fallback needed
     for i in range(5):
@@ -236,7 +221,7 @@ def test_openssh_one_login_serves_commands_files_and_other_processes(sshd: Sshd,
     r.write_file(str(f), '{"token": "t"}', 0o600)
     assert r.read_file(str(f)) == '{"token": "t"}' and f.stat().st_mode & 0o777 == 0o600
 
-    again = make_remote(t, Prompter())  # a second Remote in this process
+    again = make_remote(t, FakePrompter())  # a second Remote in this process
     assert again.connect() == 0 and again.run(["true"]).ok
     code = (
         "from hpcjupyter.remote import make_remote, SshTarget;"
@@ -249,7 +234,7 @@ def test_openssh_one_login_serves_commands_files_and_other_processes(sshd: Sshd,
 
 
 def test_openssh_forward_tunnel_lives_in_the_master_and_cancels(sshd: Sshd, env: str, cleanup, web: int) -> None:  # type: ignore[no-untyped-def]
-    r = cleanup(make_remote(target(sshd, "fwd", "openssh"), Prompter()))
+    r = cleanup(make_remote(target(sshd, "fwd", "openssh"), FakePrompter()))
     before = sshd.accepted()
     r.connect()
     lp = free_local_port()
@@ -266,7 +251,7 @@ def test_openssh_forward_tunnel_lives_in_the_master_and_cancels(sshd: Sshd, env:
 
 
 def test_openssh_forward_reopens_after_the_master_is_killed(sshd: Sshd, env: str, cleanup, web: int) -> None:  # type: ignore[no-untyped-def]
-    r = cleanup(make_remote(target(sshd, "kill", "openssh"), Prompter()))
+    r = cleanup(make_remote(target(sshd, "kill", "openssh"), FakePrompter()))
     lp = free_local_port()
     tunnel = cleanup(open_tunnel(r, "forward", "127.0.0.1", web, lp))
     assert get(lp) == 200
@@ -281,7 +266,7 @@ def test_openssh_forward_reopens_after_the_master_is_killed(sshd: Sshd, env: str
 
 
 def test_openssh_run_logs_in_again_when_the_master_died(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
-    r = cleanup(make_remote(target(sshd, "died", "openssh"), Prompter()))
+    r = cleanup(make_remote(target(sshd, "died", "openssh"), FakePrompter()))
     r.connect()
     os.kill(r.master_pid(), signal.SIGKILL)
     time.sleep(0.2)
@@ -290,7 +275,7 @@ def test_openssh_run_logs_in_again_when_the_master_died(sshd: Sshd, env: str, cl
 
 
 def test_openssh_jump_tunnel_hops_through_the_master(sshd: Sshd, env: str, cleanup, web: int) -> None:  # type: ignore[no-untyped-def]
-    r = cleanup(make_remote(target(sshd, "jump", "openssh"), Prompter()))
+    r = cleanup(make_remote(target(sshd, "jump", "openssh"), FakePrompter()))
     r.connect()
     before = sshd.accepted()
     lp = free_local_port()
@@ -313,7 +298,7 @@ def test_openssh_jump_tunnel_hops_through_the_master(sshd: Sshd, env: str, clean
 
 def test_openssh_master_behind_proxycommand_survives_the_opening_terminal(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
     # Without SIGHUP ignored, the ProxyCommand helper dies with ssh's pty session and so does the master.
-    r = cleanup(make_remote(target(sshd, "proxy", "openssh", host="login-via-proxy"), Prompter()))
+    r = cleanup(make_remote(target(sshd, "proxy", "openssh", host="login-via-proxy"), FakePrompter()))
     assert r.connect() == 0
     time.sleep(0.5)
     assert r.master_alive() and r.run(["echo", "ok"]).stdout == "ok\n"
@@ -321,7 +306,7 @@ def test_openssh_master_behind_proxycommand_survives_the_opening_terminal(sshd: 
 
 def test_openssh_relays_host_key_question(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
     t = target(sshd, "newhost", "openssh", known_hosts="")
-    p = Prompter("yes")
+    p = FakePrompter("yes")
     r = cleanup(make_remote(t, p))
     assert r.connect() == 1
     assert p.asked == [("Are you sure you want to continue connecting (yes/no/[fingerprint])? ", False)]
@@ -330,17 +315,17 @@ def test_openssh_relays_host_key_question(sshd: Sshd, env: str, cleanup) -> None
 
 
 def test_openssh_relays_passphrase_and_asks_again_when_wrong(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
-    p = Prompter("wrong", "sekrit")
+    p = FakePrompter("wrong", "sekrit")
     r = cleanup(make_remote(target(sshd, "phrase", "openssh", key="passkey"), p))
     assert r.connect() == 2
     assert [secret for _, secret in p.asked] == [True, True]
     assert all(q.startswith("Enter passphrase for key") for q, _ in p.asked)
-    assert make_remote(r.target, Prompter()).connect() == 0  # reused: no second prompt
+    assert make_remote(r.target, FakePrompter()).connect() == 0  # reused: no second prompt
 
 
 def test_openssh_changed_host_key_is_refused_clearly(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
     wrong = " ".join((sshd.dir / "userkey.pub").read_text().split()[:2])
-    p = Prompter()
+    p = FakePrompter()
     r = cleanup(make_remote(target(sshd, "changed", "openssh", known_hosts=f"[127.0.0.1]:{sshd.port} {wrong}\n"), p))
     with pytest.raises(RemoteError) as info:
         r.connect()
@@ -350,7 +335,7 @@ def test_openssh_changed_host_key_is_refused_clearly(sshd: Sshd, env: str, clean
 
 def test_openssh_unreachable_is_quick_and_clear(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
     t = SshTarget(site="down", host="login", port=free_local_port(), config=sshd.config("down"), transport="openssh")
-    r = cleanup(make_remote(t, Prompter()))
+    r = cleanup(make_remote(t, FakePrompter()))
     t0 = time.monotonic()
     with pytest.raises(RemoteError, match="Cannot reach .*Connection refused"):
         r.connect()
@@ -358,7 +343,7 @@ def test_openssh_unreachable_is_quick_and_clear(sshd: Sshd, env: str, cleanup) -
 
 
 def test_openssh_disconnect_stops_the_master(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
-    r = cleanup(make_remote(target(sshd, "bye", "openssh"), Prompter()))
+    r = cleanup(make_remote(target(sshd, "bye", "openssh"), FakePrompter()))
     r.connect()
     pid = r.master_pid()
     r.close()
@@ -373,7 +358,7 @@ def test_openssh_disconnect_stops_the_master(sshd: Sshd, env: str, cleanup) -> N
 def test_fabric_one_connection_for_commands_files_and_both_tunnels(sshd: Sshd, env: str, cleanup, tmp_path: Path, web: int) -> None:  # type: ignore[no-untyped-def]
     t = target(sshd, "fab", "fabric")
     before = sshd.accepted()
-    r = cleanup(make_remote(t, Prompter()))
+    r = cleanup(make_remote(t, FakePrompter()))
     assert r.connect() == 0
     assert r.run(["echo", "a b", "$HOME"]).stdout == "a b $HOME\n"
     assert r.run(["sh", "-c", "echo e >&2; exit 3"]).stderr == "e\n"
@@ -382,7 +367,7 @@ def test_fabric_one_connection_for_commands_files_and_both_tunnels(sshd: Sshd, e
     assert r.read_file(str(f)) is None
     r.write_file(str(f), "{}", 0o600)
     assert r.read_file(str(f)) == "{}"
-    assert make_remote(t, Prompter()).connect() == 0  # same process: same connection
+    assert make_remote(t, FakePrompter()).connect() == 0  # same process: same connection
     assert sshd.logins_since(before, 1) == 1
 
     lp = free_local_port()
@@ -405,31 +390,31 @@ def test_fabric_one_connection_for_commands_files_and_both_tunnels(sshd: Sshd, e
 
 
 def test_fabric_relays_passphrase(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
-    p = Prompter("wrong", "sekrit")
+    p = FakePrompter("wrong", "sekrit")
     r = cleanup(make_remote(target(sshd, "fabphrase", "fabric", key="passkey"), p))
     assert r.connect() == 2 and r.run(["true"]).ok
 
 
 def test_fabric_refuses_unknown_and_changed_host_keys(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
-    r = cleanup(make_remote(target(sshd, "fabnew", "fabric", known_hosts=""), Prompter()))
+    r = cleanup(make_remote(target(sshd, "fabnew", "fabric", known_hosts=""), FakePrompter()))
     with pytest.raises(RemoteError, match="could not be verified") as info:
         r.connect()
     assert "SHA256:" in info.value.message
     wrong = " ".join((sshd.dir / "userkey.pub").read_text().split()[:2])
-    r = cleanup(make_remote(target(sshd, "fabchg", "fabric", known_hosts=f"[127.0.0.1]:{sshd.port} {wrong}\n"), Prompter()))
+    r = cleanup(make_remote(target(sshd, "fabchg", "fabric", known_hosts=f"[127.0.0.1]:{sshd.port} {wrong}\n"), FakePrompter()))
     with pytest.raises(RemoteError, match="CHANGED"):
         r.connect()
 
 
 def test_fabric_unreachable_is_clear(sshd: Sshd, env: str, cleanup) -> None:  # type: ignore[no-untyped-def]
     t = SshTarget(site="fabdown", host="login", port=free_local_port(), config=sshd.config("fabdown"), transport="fabric")
-    r = cleanup(make_remote(t, Prompter()))
+    r = cleanup(make_remote(t, FakePrompter()))
     with pytest.raises(RemoteError, match="Cannot reach .*connection refused"):
         r.connect()
 
 
 @pytest.mark.parametrize("shape", ["forward", "jump"])
 def test_openssh_busy_local_port_is_a_clear_error(sshd: Sshd, env: str, cleanup, web: int, shape: str) -> None:  # type: ignore[no-untyped-def]
-    r = cleanup(make_remote(target(sshd, f"busy{shape}", "openssh"), Prompter()))
+    r = cleanup(make_remote(target(sshd, f"busy{shape}", "openssh"), FakePrompter()))
     with pytest.raises(RemoteError, match="something else is listening"):
         open_tunnel(r, shape, "127.0.0.1" if shape == "forward" else "node", web, web)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from fakes import FakePrompter
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.remote.prompts import (
@@ -70,22 +71,6 @@ FAKE_SSH = textwrap.dedent(
         import time; time.sleep(30)
     '''
 )
-
-
-class FakePrompter:
-    """Answers from a list; records everything shown and asked."""
-
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.asked: list[tuple[str, bool]] = []
-        self.shown: list[str] = []
-
-    def ask(self, prompt_text: str, secret: bool) -> str:
-        self.asked.append((prompt_text, secret))
-        return self.answers.pop(0)
-
-    def info(self, text: str) -> None:
-        self.shown.append(text)
 
 
 @pytest.fixture
