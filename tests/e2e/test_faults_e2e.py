@@ -183,7 +183,9 @@ def test_squeue_failing_transiently_is_unknown_then_retried(cli: Cli, disruptive
     """Three failing squeue calls while connect waits: the job is UNKNOWN (never ended), the
     query is retried, and connect gets to Jupyter."""
     testbed = disruptive
-    install(cli, testbed)
+    # Jupyter is held back 8 s so that every injected failure is met before it can be ready
+    # (connect finds a ready Jupyter in the job directory without asking the scheduler).
+    install(cli, testbed, extra_env='setup = ["sleep 8"]')
     job = submit(cli)
     before = testbed.command_count("squeue")
     testbed.fail_next("squeue", 3)
@@ -203,9 +205,7 @@ def test_squeue_failing_transiently_is_unknown_then_retried(cli: Cli, disruptive
             url = read_url(connect, seconds=120)
             port, token = port_and_token(url)
             assert api_status(port, "/", token) == 200
-            # All three failures were met and retried (Jupyter may be found in the job directory
-            # before the scheduler answers again: the peek is a file read, not a query).
-            assert testbed.command_count("squeue") - before >= 3
+            assert testbed.command_count("squeue") - before >= 4  # 3 failures, then answers
             rec = record_of(cli, job)
             assert rec["state"] == "RUNNING" and not rec["ended_at"], rec
         finally:
