@@ -75,14 +75,20 @@ class Context:
             self._answers[key] = self.site.run(list(argv), timeout=QUERY_TIMEOUT)
         return self._answers[key]
 
-    def path(self, template: str) -> str:
-        """A profile path with its placeholders filled exactly as the submitted job will have them."""
-        from hpcjupyter.render import expand
+    @property
+    def user(self) -> str | None:
+        """The cluster login name, asked of the login node once (only when a path needs it)."""
         from hpcjupyter.submitting import remote_user
 
         if not self._user:
             self._user.append(remote_user(self.site))
-        return expand(template, self.site.profile, self.request, self._user[0])
+        return self._user[0]
+
+    def path(self, template: str) -> str:
+        """A profile path with its placeholders filled exactly as the submitted job will have them."""
+        from hpcjupyter.render import expand
+
+        return expand(template, self.site.profile, self.request, self.user)
 
 
 # ---- pure parsers --------------------------------------------------------------------------
@@ -284,42 +290,17 @@ def check_remote_dir(ctx: Context) -> str:
             "(it must be on a filesystem they mount)")
 
 
-def jupyter_script(setup: Sequence[str], modules: Sequence[str], conda: str | None, conda_env: str | None,
-                   venv: str | None, program: str) -> str:
-    """The job's environment set-up, then where ``program`` is: each failure exits with its own status.
-
-    3: the conda/venv path is missing; 4: conda activate failed; 5: no ``program``; 6: a module.
-    """
-    from hpcjupyter.render import quote, quote_path
-
-    def fail(code: int, message: str) -> str:
-        return f"{{ echo {quote(MARK + message)}; exit {code}; }}"
-
-    lines = ["set +u", *setup]
-    lines += [f"module load {quote(m)} || {fail(6, f'module load {m} failed')}" for m in modules]
-    if conda:
-        name = conda_env or "base"
-        lines += [f"c={quote_path(conda)}",
-                  f'[ -x "$c/bin/conda" ] || {fail(3, f"conda not found: {conda}/bin/conda does not exist")}',
-                  f'eval "$("$c/bin/conda" shell.bash hook)" && conda activate {quote(name)} '
-                  f"|| {fail(4, f'conda activate {name} failed')}"]
-    if venv:
-        lines += [f"v={quote_path(venv)}",
-                  f'[ -f "$v/bin/activate" ] || {fail(3, f"no venv at {venv} (bin/activate does not exist)")}',
-                  '. "$v/bin/activate"']
-    within = (f"in the venv {venv}" if venv else f"in the conda env {conda_env or 'base'}" if conda
-              else f"after module load {' '.join(modules)}" if modules else "on the PATH")
-    lines.append(f"j=$(command -v {quote(program)}) || {fail(5, f'{program} not found {within}')}")
-    lines.append(f'echo "{MARK}$j"')
-    return "\n".join(lines) + "\n"
-
-
 def check_jupyter(ctx: Context) -> str:
+    """The job's own environment set-up (the template the job uses), then where jupyter-lab is."""
+    from hpcjupyter.render import render_jupyter_check
+
     site = ctx.site
     env = site.profile.env
     program = f"jupyter-{env.jupyter}"
-    conda, venv = (ctx.path(p) if p else None for p in (env.conda, env.venv))
-    script = jupyter_script(env.setup, env.modules, conda, ctx.request.conda_env, venv, program)
+    venv, conda = env.venv, env.conda
+    within = (f"in the venv {ctx.path(venv)}" if venv else f"in the conda env {ctx.request.conda_env or 'base'}"
+              if conda else f"after module load {' '.join(env.modules)}" if env.modules else "on the PATH")
+    script = render_jupyter_check(site.profile, ctx.request, ctx.user, mark=MARK, program=program, within=within)
     # On stdin, so no login shell (csh users exist) has to parse it. A remote login shell is where
     # `module` is defined; the local site's job inherits this environment instead.
     shell = ["bash", "-s"] if site.is_local else ["bash", "-l", "-s"]

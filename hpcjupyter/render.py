@@ -116,20 +116,37 @@ def _environment() -> Any:
     return env
 
 
-def render(profile: Profile, request: Request, user: str | None = None) -> str:
-    """The complete batch script for this request."""
-    env_section = profile.env
+def setup_context(profile: Profile, request: Request, user: str | None = None) -> dict[str, Any]:
+    """What ``setup.sh.j2`` needs: the job's environment, with paths expanded as the job sees them."""
+    from hpcjupyter.schedulers import get_scheduler
 
     def path(value: str | None) -> str | None:
         return expand(value, profile, request, user) if value else None
 
-    context = {
+    return {
         "profile": profile,
         "request": request,
+        # A profile's own Python environment replaces the scheduler's default one entirely.
+        "path_dirs": () if profile.env.venv or profile.env.conda else get_scheduler(profile.scheduler).job_path(),
+        "conda": path(profile.env.conda),
+        "conda_env": request.conda_env or "base",
+        "venv": path(profile.env.venv),
+    }
+
+
+def render(profile: Profile, request: Request, user: str | None = None) -> str:
+    """The complete batch script for this request."""
+    context = {
+        **setup_context(profile, request, user),
         "job_dir": job_dir(profile, request, user),
-        "workdir": path(request.workdir),
-        "conda": path(env_section.conda),
-        "venv": path(env_section.venv),
+        "workdir": expand(request.workdir, profile, request, user) if request.workdir else None,
         "bind": bind_mode(profile),
     }
     return _environment().get_template(f"{profile.scheduler}.sh.j2").render(context)
+
+
+def render_jupyter_check(profile: Profile, request: Request, user: str | None, *, mark: str, program: str,
+                         within: str) -> str:
+    """The script `doctor` runs: the job's own set-up (the same template), then where ``program`` is."""
+    context = {**setup_context(profile, request, user), "mark": mark, "program": program, "within": within}
+    return _environment().get_template("doctor-jupyter.sh.j2").render(context)

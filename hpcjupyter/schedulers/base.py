@@ -153,6 +153,10 @@ class Scheduler(abc.ABC):
     def find_by_name_query(self, name: str) -> Query:
         """The jobs called ``name`` (the name given at submit), to recover an interrupted submit."""
 
+    def job_path(self) -> tuple[str, ...]:
+        """Directories put first on the job's PATH before the site's set-up (none on a cluster)."""
+        return ()
+
 
 def lookup(
     sched: Scheduler, runner: Runner, job_ids: Sequence[str], *, timeout: float = STATUS_TIMEOUT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from typing import Sequence
@@ -68,6 +69,12 @@ class Local(Scheduler):
 
     def find_by_name_query(self, name: str) -> Query:
         return Query(_localjob("status", "--name", name), parse_status)
+
+    def job_path(self) -> tuple[str, ...]:
+        """Jobs run on this machine: the Python environment hpcjupyter runs from comes first, so a
+        jupyterlab installed beside it (a venv, ``pipx inject``) is found without activating
+        anything. Not used when the profile names a venv or conda env."""
+        return (os.path.dirname(sys.executable),)
 
 
 def _localjob(*args: str) -> list[str]:

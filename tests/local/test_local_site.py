@@ -46,7 +46,7 @@ def test_a_job_that_fails_before_jupyter_starts_shows_its_log(cli) -> None:
     result = cli.run("submit", "--site", "broken-local", "--connect", "--no-browser", timeout=90)
     assert result.returncode != 0
     assert "ended" in result.stderr
-    assert "/nonexistent/venv/bin/activate" in result.stderr  # the log's tail is shown
+    assert "no venv at /nonexistent/venv (bin/activate does not exist)" in result.stderr  # the log's tail
 
 
 def test_verbose_shows_commands_but_never_the_token_and_pipes_get_plain_lines(cli) -> None:

@@ -118,7 +118,7 @@ def test_sinfo_is_asked_once_and_commands_are_the_schedulers(mocker: Any) -> Non
     assert "'mkdir -p -- \"$1\"" in next(c for c in login.calls if "mkdir" in c)
     assert next(c for c in login.calls if "mkdir" in c).endswith(" hpcj-doctor /work/e123/hpcuser/hpcj")
     # the jupyter check's script goes on stdin of a login shell, so no login shell has to parse it
-    assert any(c.startswith(f"bash -l -s\nset +u\n") and ". \"$v/bin/activate\"" in c for c in login.calls)
+    assert any(c.startswith("bash -l -s\nhpcj_fail()") and "/bin/activate" in c for c in login.calls)
 
 
 # ---- one broken profile per check ----------------------------------------------------------
@@ -316,10 +316,20 @@ def test_the_jupyter_script_reports_a_module_that_does_not_load(tmp_path: Path,
 
 
 def test_the_jupyter_script_is_valid_bash_with_every_part() -> None:
-    script = doctor.jupyter_script(["module restore"], ["cray-python"], "~/miniforge3", "my env", "~/v x",
-                                   "jupyter-lab")
-    assert 'c="$HOME"/miniforge3' in script and "conda activate 'my env'" in script
-    assert "v=\"$HOME\"/'v x'" in script
+    from hpcjupyter.render import render_jupyter_check
+    from hpcjupyter.request import build_request
+    from hpcjupyter.schema import Profile
+
+    profile = Profile.model_validate({
+        "name": "x", "scheduler": "slurm", "ssh": {"host": "h"},
+        "env": {"remote_dir": "/r", "setup": ["module restore"], "modules": ["cray-python"],
+                "conda": "~/miniforge3", "conda_env": "my env", "venv": "~/v x", "variables": {"A": "b c"}},
+    })
+    script = render_jupyter_check(profile, build_request(profile, {}), "u", mark=doctor.MARK,
+                                  program="jupyter-lab", within="in the venv ~/v x")
+    assert '[ -x "$HOME"/miniforge3/bin/conda ]' in script and "conda activate 'my env'" in script
+    assert "source \"$HOME\"/'v x'/bin/activate" in script
+    assert "export A='b c'" in script  # the job's variables too: doctor sees the job's environment
     assert os.system(f"bash -n -c {shlex.quote(script)}") == 0
 
 

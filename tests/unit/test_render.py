@@ -86,10 +86,11 @@ def test_archer2_follows_the_site_rules(sandbox: Sandbox) -> None:
     for line in ("#SBATCH --time=02:00:00", "#SBATCH --account=e123", "#SBATCH --partition=serial",
                  "#SBATCH --qos=serial", "#SBATCH --export=none", "#SBATCH --job-name=hpcj-" + SESSION,
                  f"#SBATCH --output=/work/e123/e123/{USER}/hpcjupyter/{SESSION}/slurm-%j.out",
-                 "module restore", "module load cray-python", 'HPCJ_IP="$(hostname)"'):
+                 "module restore", "module load cray-python || hpcj_fail 6 'module load cray-python failed'",
+                 'HPCJ_IP="$(hostname)"'):
         assert line in text, line
     assert "module purge" not in script
-    assert text.index("module restore") < text.index("module load cray-python")
+    assert text.index("module restore") < next(i for i, t in enumerate(text) if t.startswith("module load"))
 
 
 def test_imperial_cx3_is_pbs_with_select_and_no_queue(sandbox: Sandbox) -> None:
@@ -98,7 +99,7 @@ def test_imperial_cx3_is_pbs_with_select_and_no_queue(sandbox: Sandbox) -> None:
     assert "#PBS -l select=1:ncpus=8:mem=32gb" in text
     assert not any(line.startswith("#PBS -q") for line in text)
     assert f"#PBS -o /rds/general/user/{USER}/home/hpcjupyter/{SESSION}/pbs.out" in text
-    assert 'eval "$("$HOME"/miniforge3/bin/conda shell.bash hook)"' in text
+    assert 'eval "$("$HOME"/miniforge3/bin/conda shell.bash hook)" && conda activate base \\' in text
     gpu = lines(script_for(sandbox, "imperial-cx3", flags={"gpus": 2, "memory": "1.5G", "cpus": 4}))
     assert "#PBS -l select=1:ncpus=4:mem=1536mb:ngpus=2" in gpu
 
@@ -215,10 +216,10 @@ def make_venv(prefix: Path) -> Path:
     return prefix
 
 
-def job_env(root: Path, extra_path: str = "", **extra: str) -> dict[str, str]:
+def job_env(root: Path, **extra: str) -> dict[str, str]:
     """The environment a job starts with: stubs first on PATH, a tmp HOME, no scheduler's ids."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_", "JUPYTER", "HPCJ"))}
-    path = f"{make_stubs(root)}:{extra_path + ':' if extra_path else ''}{os.environ['PATH']}"
+    path = f"{make_stubs(root)}:{os.environ['PATH']}"
     env.update(PATH=path, HOME=str(root / "home"), HPCJ_LOCAL_JOB_ID="local-test-1",
                FAKE_JUPYTER_RECORD=str(root / "jupyter-record.json"), **extra)
     (root / "home").mkdir(exist_ok=True)
@@ -358,7 +359,10 @@ def test_hostile_user_name_is_refused(sandbox: Sandbox) -> None:
 
 
 def local_profile(sandbox: Sandbox) -> Profile:
-    return sandbox.personal("local")
+    """The local site with the stubs first on PATH after its set-up (the local site otherwise puts
+    the Python environment running the tests first, which holds a real jupyter)."""
+    stubs = sandbox.root / "stub-bin"
+    return sandbox.personal("local", f'env.setup = ["export PATH={stubs}:$PATH"]')
 
 
 def test_protocol_with_a_fake_jupyter(sandbox: Sandbox, started: list[subprocess.Popen[bytes]]) -> None:
@@ -441,7 +445,8 @@ def test_missing_setup_fails_before_jupyter_with_the_reason_in_the_log(sandbox: 
     request = build_request(profile, {}, SESSION)
     proc = subprocess.run(["bash", "-c", render(profile, request)], env=job_env(sandbox.root), timeout=60)
     assert proc.returncode != 0
-    assert "no-such-venv/bin/activate" in (Path(job_dir(profile, request)) / "job.log").read_text()
+    log = (Path(job_dir(profile, request)) / "job.log").read_text()
+    assert f"hpcjupyter: no venv at {sandbox.root}/no-such-venv (bin/activate does not exist)" in log
     assert not (sandbox.root / "jupyter-record.json").exists()
 
 
@@ -450,11 +455,13 @@ JUPYTER = Path(sys.executable).parent / "jupyter-lab"
 
 @pytest.mark.skipif(not JUPYTER.exists(), reason="jupyterlab is not installed in this environment")
 def test_real_jupyterlab_started_by_the_local_script(sandbox: Sandbox, started: list[subprocess.Popen[bytes]]) -> None:
-    profile = local_profile(sandbox)
+    profile = sandbox.personal("local")
     request = build_request(profile, {}, SESSION)
     directory = Path(job_dir(profile, request))
-    env = job_env(sandbox.root, extra_path=str(JUPYTER.parent))
-    env["PATH"] = env["PATH"].split(":", 1)[1]  # no stubs: the real jupyter
+    env = job_env(sandbox.root)
+    # Neither stubs nor the test run's environment on PATH: the local site itself puts the Python
+    # environment hpcjupyter runs from first, as a user's `.venv/bin/hpcjupyter` needs.
+    env["PATH"] = "/usr/bin:/bin"
     proc = start(sandbox.root, render(profile, request), env, started)
     connection = directory / "connection.json"
     wait_for(lambda: connection.exists() or proc.poll() is not None, 120, "JupyterLab to start")
