@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def wait_until(predicate, timeout=30.0, interval=0.3, what="condition"):
@@ -33,10 +33,7 @@ def wait_until(predicate, timeout=30.0, interval=0.3, what="condition"):
 
 
 def fixture_lines(name: str) -> list[str]:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"fixture {path} not found (shared/ beside the repo)")
-    lines = path.read_text().splitlines()
+    lines = (FIXTURES / name).read_text().splitlines()
     assert lines[0].startswith("# source:")
     return lines[1:]
 

@@ -1,4 +1,10 @@
-"""Shared test helpers: real recorded outputs from ``../shared/fixtures`` beside the repository."""
+"""Shared test helpers: real recorded outputs from ``tests/fixtures`` (kept in the repository, so
+a plain clone runs the unit layer).
+
+Every read goes through `read_fixture`, which records the file name in `READS`. The meta-test in
+``test_fixture_reads.py`` runs last and checks that every recorded output the product can meet was
+read by some test of the session (see its docstring for when it applies).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,22 @@ from typing import Callable
 
 import pytest
 
-FIXTURES = Path(__file__).parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+# Names of the fixture files read during this pytest session (filled by `read_fixture`).
+READS: set[str] = set()
+
+# Set by the hooks below: did this session run every test of tests/unit, none deselected?
+SESSION: dict[str, object] = {"whole_unit_dir": False, "deselected": 0}
+
+META_TEST = "test_fixture_reads.py::test_every_fixture_was_read"
 
 
 def read_fixture(name: str) -> str:
     """The recorded output, without its first ``# source:`` line (which names where it came from)."""
     source, _, text = (FIXTURES / name).read_text().partition("\n")
     assert source.startswith("# source:"), f"{name} has no '# source:' line"
+    READS.add(name)
     return text
 
 
@@ -25,5 +40,24 @@ def fixture_reader() -> Callable[[str], str]:
 
 @pytest.fixture
 def fixture_dir() -> Path:
-    """For tests that check every scheduler fixture is read somewhere."""
+    """Where the recorded outputs live (for tests that list them)."""
     return FIXTURES
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """A ``-k``/``-m`` selection means not every reader ran: the meta-test must not judge."""
+    SESSION["deselected"] = int(SESSION["deselected"]) + len(items)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    """Run the meta-test last (reads are counted as they happen), and note whether this session
+    holds every test module of tests/unit: only then can a fixture nobody read be blamed."""
+    unit_dir = Path(__file__).resolve().parent
+    meta = [i for i in items if i.nodeid.endswith(META_TEST)]
+    for item in meta:
+        items.remove(item)
+        items.append(item)
+    collected = {Path(str(i.path)).resolve() for i in items}
+    modules = set(unit_dir.glob("test_*.py"))
+    SESSION["whole_unit_dir"] = bool(meta) and modules <= collected

@@ -37,8 +37,14 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.realpath(__file__))
-with open(os.path.join(HERE, "config.json")) as _f:
+# The bed writes config.json beside this file; unit tests point PBSEMU_CONFIG at their own.
+with open(os.environ.get("PBSEMU_CONFIG") or os.path.join(HERE, "config.json")) as _f:
     CFG = json.load(_f)
+# Emulated seconds per real second for walltime limits (tests use > 1 to stay fast).
+TIME_SCALE = float(CFG.get("time_scale", 1))
+# Real seconds a job must run before its mom reports session_id and resource use to the
+# server; a job ending sooner has neither, as with a real MOM (openpbs-qstat-xf-exit3.txt).
+STATUS_DELAY = float(CFG.get("status_delay", 0.5))
 
 SERVER = CFG["server"]
 SPOOL = CFG["spool"]
@@ -48,9 +54,9 @@ JOBS = os.path.join(SPOOL, "jobs")
 PBSE_UNKJOBID = 15001   # -> exit 153
 PBSE_HISTJOBID = 15139  # -> exit 35
 PBSE_UNKQUE = 15018
-PBSE_UNKRESC = 15023
-PBSE_BADATVAL = 15014
-PBSE_IVALREQ = 15004
+PBSE_UNKRESC = 15035    # -> exit 187
+PBSE_BADATVAL = 15014   # -> exit 166
+PBSE_INVALJOBRESC = 15109  # -> exit 5
 
 JOB_EXEC_FAIL1 = -1
 JOB_EXEC_KILL_WALLTIME = -29
@@ -225,16 +231,17 @@ def resource_list(job):
 
 
 def resources_used(job, now):
+    """Zero until the mom has reported (a job ending sooner keeps zeros, as with real PBS)."""
     end = job.get("obittime") or now
-    used = {
+    reported = job.get("session_id") is not None
+    return {
         "cpupercent": "0",
-        "cput": hms(job.get("cput_s", 0)),
-        "mem": f"{job.get('maxrss_kb', 0)}kb",
+        "cput": hms(job.get("cput_s", 0) if reported else 0),
+        "mem": f"{job.get('maxrss_kb', 0) if reported else 0}kb",
         "ncpus": str(job["resources"]["ncpus"]),
-        "vmem": f"{job.get('maxrss_kb', 0)}kb",
-        "walltime": hms(end - job["stime"]),
+        "vmem": f"{job.get('maxrss_kb', 0) if reported else 0}kb",
+        "walltime": hms((end - job["stime"]) * TIME_SCALE if reported else 0),
     }
-    return used
 
 
 def exec_vnode(job):
@@ -299,6 +306,13 @@ def job_attributes(job, now):
     if st == "F" and job.get("exit_status") is not None:
         a.append(("Exit_status", str(job["exit_status"])))
     a.append(("Submit_arguments", job["submit_args"]))
+    if job.get("exec_argv"):
+        # `qsub -- cmd args` stores the command as JSDL, as real PBS does
+        argv = job["exec_argv"]
+        a.append(("executable", f"<jsdl-hpcpa:Executable>{argv[0]}</jsdl-hpcpa:Executable>"))
+        if argv[1:]:
+            a.append(("argument_list",
+                      "".join(f"<jsdl-hpcpa:Argument>{x}</jsdl-hpcpa:Argument>" for x in argv[1:])))
     if st == "F":
         a.append(("history_timestamp", str(job.get("obittime") or job["mtime"])))
     a += [("project", job.get("project") or "_pbs_project_default"), ("Submit_Host", job["submit_host"])]
@@ -473,12 +487,33 @@ def apply_opt(req, opt, val):
     elif o == "V":
         req["V"] = True
     elif o == "W":
+        key, _, value = val.strip().partition("=")
+        if key == "depend" and not valid_depend(value):
+            # qsub.c handle_attribute_errors(): an ECL error on a -W attribute is
+            # "qsub: illegal -W value", exit 2
+            raise QsubError("qsub: illegal -W value", 2)
         req["W"].append(val)
     elif o == "z":
         req["z"] = True
     elif o == "C":
         req["prefix"] = val
     # -c, -f, -R, -u: accepted, no effect here
+
+
+DEPEND_TYPES = ("on", "synccount", "after", "afterok", "afternotok", "afterany", "before",
+                "beforeok", "beforenotok", "beforeany", "syncwith", "runone")
+
+
+def valid_depend(value):
+    """parse_depend.c (OpenPBS 23.06): comma-separated `type:value[:value...]` with a known
+    type, at least one value and no empty value (`on`/`synccount` take a count, others job ids)."""
+    if not value:
+        return False
+    for item in value.split(","):
+        parts = re.split(r"(?<!\\):", item.strip())
+        if parts[0] not in DEPEND_TYPES or len(parts) < 2 or "" in parts:
+            return False
+    return True
 
 
 def split_resources(val):
@@ -505,7 +540,7 @@ def parse_directives(script_text, prefix):
     return args
 
 
-def parse_select(spec, req_res):
+def parse_select(spec, req_res, known):
     """'1:ncpus=4:mem=8gb:ngpus=1' -> resources; only one chunk is supported."""
     if "+" in spec:
         raise QsubError("qsub: the test-bed PBS emulator supports a single select chunk only")
@@ -517,8 +552,12 @@ def parse_select(spec, req_res):
         raise QsubError("qsub: the test-bed PBS emulator supports select=1:... only")
     for p in parts:
         if "=" not in p:
-            raise QsubError(f"qsub: Illegal attribute or resource value Resource_List.select")
+            raise QsubError("qsub: Illegal attribute or resource value Resource_List.select",
+                            PBSE_BADATVAL % 256)
         k, v = p.split("=", 1)
+        if k not in known:
+            # req_quejob.c validate_select: PBSE_UNKRESC, "Unknown resource: NAME" (exit 187)
+            raise QsubError(f"qsub: Unknown resource: {k}", PBSE_UNKRESC % 256)
         req_res[k] = v
     return "1:" + ":".join(parts) if parts else "1"
 
@@ -566,28 +605,41 @@ def build_job(args, stdin_text, env, cwd):
     for o, v in dir_opts + cmd_opts:
         apply_opt(req, o, v)
 
-    queue = req.get("queue") or CFG["default_queue"]
-    if queue not in CFG["queues"]:
-        raise QsubError("qsub: Unknown queue", PBSE_UNKQUE % 256)
-
     res = {}
     select = None
     walltime_s = parse_walltime(CFG["default_walltime"])
-    place = "free"
+    place = None
+    chunk_resources = ("ncpus", "mem", "ngpus", "mpiprocs", "ompthreads")
+    job_wide = []      # -l ncpus=... style resources: the server refuses them beside select
     for k, v in req["l"].items():
         if k == "select":
-            select = parse_select(v, res)
+            select = v
         elif k == "walltime":
             try:
                 walltime_s = parse_walltime(v)
             except ValueError:
-                raise QsubError("qsub: Illegal attribute or resource value Resource_List.walltime")
+                raise QsubError("qsub: Illegal attribute or resource value Resource_List.walltime",
+                                PBSE_BADATVAL % 256)
         elif k == "place":
             place = v
-        elif k in ("ncpus", "mem", "ngpus", "mpiprocs", "ompthreads"):
+        elif k in chunk_resources:
             res[k] = v
+            job_wide.append(k)
         else:
-            raise QsubError(f"qsub: Unknown resource Resource_List.{k}", 2)
+            raise QsubError(f"qsub: Unknown resource Resource_List.{k}", PBSE_UNKRESC % 256)
+
+    # what the server checks, once the command's own checks passed
+    queue = req.get("queue") or CFG["default_queue"]
+    if queue not in CFG["queues"]:
+        raise QsubError("qsub: Unknown queue", PBSE_UNKQUE % 256)
+    if select is not None:
+        if job_wide:
+            # req_quejob.c: PBSE_INVALJOBRESC with the resource's name (reply_send.c adds ": name")
+            raise QsubError('qsub: "-lresource=" cannot be used with "select" or "place", '
+                            f"resource is: {job_wide[0]}", PBSE_INVALJOBRESC % 256)
+        select = parse_select(select, res, chunk_resources)
+    # a job without select gets one built from its resources, placed "pack" (server default)
+    place = place or ("free" if select is not None else "pack")
     for k in list(res):
         if k in ("ncpus", "ngpus", "mpiprocs", "ompthreads"):
             if not res[k].isdigit():
@@ -605,18 +657,13 @@ def build_job(args, stdin_text, env, cwd):
 
     user = pwd.getpwuid(os.getuid())
     submit_host = CFG["submit_host"]
-    variables = [("PBS_O_HOME", user.pw_dir)]
-    if "LANG" in env:
-        variables.append(("PBS_O_LANG", env["LANG"]))
+    # qsub.c: PBS_O_HOME (or "/"), then LANG, LOGNAME, PATH, MAIL, SHELL, TZ when set
+    variables = [("PBS_O_HOME", env.get("HOME", "/"))]
+    for name in ("LANG", "LOGNAME", "PATH", "MAIL", "SHELL", "TZ"):
+        if name in env:
+            variables.append((f"PBS_O_{name}", env[name]))
     variables += [
-        ("PBS_O_LOGNAME", user.pw_name),
-        ("PBS_O_PATH", env.get("PATH", "/usr/bin:/bin")),
-    ]
-    if "MAIL" in env:
-        variables.append(("PBS_O_MAIL", env["MAIL"]))
-    variables += [
-        ("PBS_O_SHELL", env.get("SHELL", user.pw_shell)),
-        ("PBS_O_WORKDIR", cwd),
+        ("PBS_O_WORKDIR", workdir(env, cwd)),
         ("PBS_O_SYSTEM", os.uname().sysname),
         ("PBS_O_QUEUE", queue),
         ("PBS_O_HOST", submit_host),
@@ -664,7 +711,8 @@ def build_job(args, stdin_text, env, cwd):
         "variables": variables,
         "submit_args": submit_args,
         "submit_host": submit_host,
-        "workdir": cwd,
+        "workdir": workdir(env, cwd),
+        "exec_argv": exec_argv,
         "out_req": req.get("out"),
         "err_req": req.get("err"),
         "W": req["W"],
@@ -676,6 +724,17 @@ def build_job(args, stdin_text, env, cwd):
         "comment": None,
     }
     return job, script
+
+
+def workdir(env, cwd):
+    """qsub.c: $PWD when it names the current directory (automounter friendly), else getcwd."""
+    pwd_env = env.get("PWD")
+    try:
+        if pwd_env and os.path.samefile(pwd_env, cwd):
+            return pwd_env
+    except OSError:
+        pass
+    return cwd
 
 
 def resolve_path(spec, job, kind):
@@ -744,10 +803,12 @@ def main_qstat(argv):
         print(f"pbs_version = {CFG['pbs_version']}")
         return 0
     try:
-        opts, operands = getopt.getopt(argv, "afF:D:xwu:HEtJpns1irGMT")
+        opts, operands = getopt.getopt(argv, "afF:D:xwu:HEtJpns1irGMTQ")
     except getopt.GetoptError:
         sys.stderr.write(QSTAT_USAGE)
         return 2
+    if any(o == "-Q" for o, _ in opts):
+        return qstat_queues(opts, operands)
     full = False
     fmt = "default"
     history = False
@@ -843,6 +904,126 @@ def main_qstat(argv):
     return rc % 256
 
 
+QUEUE_HEADER = (
+    "Queue              Max   Tot Ena Str   Que   Run   Hld   Wat   Trn   Ext Type\n"
+    "---------------- ----- ----- --- --- ----- ----- ----- ----- ----- ----- ----\n"
+)
+
+
+def queue_attributes(name, jobs):
+    """Ordered attributes of an execution queue, as `qstat -Qf` shows them (no limits set)."""
+    mine = [j for j in jobs if j["queue"] == name and j["state"] != "F"]
+    count = {s: sum(1 for j in mine if j["state"] == s) for s in "QHRE"}
+    running = [j for j in mine if j["state"] in ("R", "E")]
+    mem = sum(parse_size(j["resources"]["mem"]) for j in running if "mem" in j["resources"])
+    return [
+        ("queue_type", "Execution"),
+        ("total_jobs", str(len(mine))),
+        ("state_count", f"Transit:0 Queued:{count['Q']} Held:{count['H']} Waiting:0 "
+                        f"Running:{count['R']} Exiting:{count['E']} Begun:0 "),
+        ("resources_assigned", {
+            "mem": kb(mem) if mem else "0mb",
+            "ncpus": str(sum(int(j["resources"]["ncpus"]) for j in running)),
+            "nodect": str(len(running)),
+        }),
+        ("enabled", "True"),
+        ("started", "True"),
+    ]
+
+
+def queue_row(name, attrs):
+    """display_statque() in qstat.c: %-16s then ten %5s/%3s columns and the type cut to 4."""
+    a = dict(attrs)
+    counts = dict(item.split(":") for item in a["state_count"].split())
+    qtype = trunc(a["queue_type"], 4)
+    return (f"{trunc(name, 16):<16} {'0':>5} {a['total_jobs']:>5} {'yes':>3} {'yes':>3} "
+            f"{counts['Queued']:>5} {counts['Running']:>5} {counts['Held']:>5} "
+            f"{counts['Waiting']:>5} {counts['Transit']:>5} {counts['Exiting']:>5} {qtype:<4}\n")
+
+
+def qstat_queues(opts, operands):
+    """`qstat -Q [-f] [-F json] [queue...]`; an unknown queue is PBSE_UNKQUE (exit 170)."""
+    full = any(o == "-f" for o, _ in opts)
+    fmt = next((v.lower() for o, v in opts if o == "-F"), "default")
+    with Lock():
+        jobs = all_jobs()
+    rc = 0
+    shown = []
+    for op in operands or CFG["queues"]:
+        name = op.split("@")[0]
+        if name not in CFG["queues"]:
+            # qstat.c: "qstat: %s " (the server's message) then the queue name
+            sys.stderr.write(f"qstat: Unknown queue {op}\n")
+            rc = PBSE_UNKQUE
+            continue
+        shown.append((name, queue_attributes(name, jobs)))
+    out = []
+    if fmt == "json":
+        doc = {"timestamp": int(time.time()), "pbs_version": CFG["pbs_version"], "pbs_server": SERVER,
+               "Queue": {n: {k: ({r: jsonish(x) for r, x in v.items()} if isinstance(v, dict) else jsonish(v))
+                             for k, v in attrs} for n, attrs in shown}}
+        out.append(json.dumps(doc, indent=4, separators=(",", ":"), ensure_ascii=False) + "\n")
+    elif full:
+        for name, attrs in shown:
+            lines = [f"Queue: {name}"]
+            for k, v in attrs:
+                if isinstance(v, dict):
+                    lines += [prt_attr(k, r, x) for r, x in v.items()]
+                else:
+                    lines.append(prt_attr(k, None, v))
+            out.append("\n".join(lines) + "\n\n")
+    elif shown:
+        out.append(QUEUE_HEADER)
+        out += [queue_row(name, attrs) for name, attrs in shown]
+    sys.stdout.write("".join(out))
+    sys.stdout.flush()
+    return rc % 256
+
+
+# ------------------------------------------------------------------------------------------
+# qselect
+# ------------------------------------------------------------------------------------------
+QSELECT_USAGE = """usage: qselect [-a [op]date_time] [-A account_string] [-c [op]interval]
+\t[-h hold_list] [-H] [-J] [-l resource_list] [-N name] [-p [op]priority]
+\t[-q destination] [-r y|n] [-s states] [-t subopt[op]date_time] [-T] [-P project_name]
+\t[-x] [-u user_name]
+       qselect --version
+"""
+
+
+def main_qselect(argv):
+    """`qselect [-N name] [-u user] [-q queue] [-s states] [-x|-H]`: matching job ids, one a
+    line (qselect.c prints pbs_selectjob's list); history jobs only with -x/-H."""
+    if argv[:1] == ["--version"]:
+        print(f"pbs_version = {CFG['pbs_version']}")
+        return 0
+    try:
+        opts, operands = getopt.getopt(argv, "a:A:c:h:HJl:N:p:q:r:s:t:Tu:xP:")
+    except getopt.GetoptError:
+        sys.stderr.write(QSELECT_USAGE)
+        return 2
+    if operands:
+        sys.stderr.write(QSELECT_USAGE)
+        return 2
+    o = dict(opts)
+    history = "-x" in o or "-H" in o
+    with Lock():
+        jobs = all_jobs()
+    for j in jobs:
+        if (j["state"] == "F" and not history) or ("-H" in o and j["state"] != "F"):
+            continue
+        if "-N" in o and j["name"] != o["-N"]:
+            continue
+        if "-u" in o and j["user"] not in o["-u"].split(","):
+            continue
+        if "-q" in o and j["queue"] != o["-q"].split("@")[0]:
+            continue
+        if "-s" in o and j["state"] not in o["-s"]:
+            continue
+        print(full_id(j["seq"]))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------
 # qdel / qrls
 # ------------------------------------------------------------------------------------------
@@ -881,6 +1062,7 @@ def main_qdel(argv):
                 rc = PBSE_HISTJOBID
                 continue
             j["delete_requested"] = True
+            j["deleted_by"] = f"{pwd.getpwuid(os.getuid()).pw_name}@{CFG['submit_host']}"
             save(j)
     return rc % 256
 
@@ -961,9 +1143,11 @@ def schedule(job):
     for k in ("ncpus", "mem", "ngpus"):
         biggest = max((parse_size(c[k]) if k == "mem" else c[k]) for c in CFG["nodes"].values())
         if want[k] > biggest:
+            # judged against empty nodes, so available = total: those of the biggest node
+            # (openpbs-qstat-f-queued-never-run.txt: "ncpus (R: 64 A: 2 T: 2)" on a 2-cpu host)
             return None, None, (
                 f"Can Never Run: Insufficient amount of resource: {k} "
-                f"(R: {fmt_res(k, want[k])} A: {fmt_res(k, avail[k])} T: {fmt_res(k, totals[k])})"
+                f"(R: {fmt_res(k, want[k])} A: {fmt_res(k, biggest)} T: {fmt_res(k, biggest)})"
             )
     for k in ("ncpus", "mem", "ngpus"):
         if want[k] > 0:
@@ -978,18 +1162,26 @@ def fmt_res(k, v):
     return kb(v) if k == "mem" else str(v)
 
 
-def finish(seq, exit_status, substate=92, comment_suffix=" and finished", cput_s=0, maxrss_kb=0):
+def finish(seq, exit_status, killed=None, cput_s=0, maxrss_kb=0):
+    """The job ran and ended: substate and comment suffix as the real server writes them
+    (92 "and finished"; 93 "and failed" or "and exceeded resource walltime"; 91 after qdel)."""
     with Lock():
         j = load(seq)
-        now = int(time.time())
+        if killed == "qdel":
+            substate, suffix = 91, f" and terminated by {j.get('deleted_by') or j['owner']}"
+        elif killed == "walltime":
+            substate, suffix = 93, " and exceeded resource walltime"
+        elif exit_status == 0:
+            substate, suffix = 92, " and finished"
+        else:
+            substate, suffix = 93, " and failed"
         j["state"], j["substate"] = "F", substate
-        j["obittime"] = now
-        if exit_status is not None:
-            j["exit_status"] = exit_status
+        j["obittime"] = int(time.time())
+        j["exit_status"] = exit_status
         j["cput_s"] = cput_s
         j["maxrss_kb"] = maxrss_kb
-        if j.get("comment") and j.get("stime") is not None:
-            j["comment"] = j["comment"] + comment_suffix
+        if j.get("comment"):
+            j["comment"] = j["comment"] + suffix
         save(j)
 
 
@@ -1003,9 +1195,10 @@ def runner(seq):
                 return 0
             now = time.time()
             if j["delete_requested"]:
+                # deleted before it ran: no obittime, no Exit_status, comment kept + suffix
                 j["state"], j["substate"] = "F", 91
-                j["obittime"] = int(now)
-                j["comment"] = None
+                if j.get("comment"):
+                    j["comment"] += " and terminated"
                 save(j)
                 return 0
             if j["hold"] != "n":
@@ -1025,7 +1218,7 @@ def runner(seq):
                         state="R", substate=41, node=node, slot=slot, stime=int(now),
                         exec_host=f"{node}/{slot}" + (f"*{ncpus}" if ncpus > 1 else ""),
                         run_count=j.get("run_count", 0) + 1,
-                        jobdir=f"/tmp/pbs.{full_id(seq)}",
+                        jobdir=pwd.getpwuid(os.getuid()).pw_dir,   # PBS_JOBDIR: the home
                     )
                     j["comment"] = (
                         time.strftime("Job run at %a %b %d at %H:%M on ", time.localtime(now))
@@ -1041,13 +1234,16 @@ def runner(seq):
 
 
 def run_job(seq, node):
-    cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-T", node,
-           CFG["python"], CFG["pbsemu"], "mom", str(seq)]
+    mom_argv = [CFG["python"], CFG["pbsemu"], "mom", str(seq), node]
+    if CFG.get("mom_launch", "ssh") == "local":     # unit tests: the "node" is this machine
+        cmd = mom_argv
+    else:
+        cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-T", node] + mom_argv
     try:
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
     except OSError as e:
         print(f"runner: cannot start ssh: {e}", flush=True)
-        finish(seq, JOB_EXEC_FAIL1, substate=93)
+        finish(seq, JOB_EXEC_FAIL1)
         return 1
     lines = []
 
@@ -1058,12 +1254,17 @@ def run_job(seq, node):
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     killed = None
+    started_at = None
     while p.poll() is None:
         time.sleep(0.2)
         with Lock():
             j = load(seq)
         started = next((l for l in lines if l.startswith("STARTED ")), None)
-        if started and not j.get("session_id"):
+        if started and started_at is None:
+            started_at = time.time()
+        ended = any(l.startswith("ENDED") for l in lines)
+        if (started and not j.get("session_id") and not ended
+                and time.time() - started_at >= STATUS_DELAY):
             with Lock():
                 j = load(seq)
                 j["session_id"] = int(started.split()[1])
@@ -1074,15 +1275,15 @@ def run_job(seq, node):
         if j["delete_requested"]:
             killed = "qdel"
             send_kill(p, "KILL qdel")
-        elif time.time() - j["stime"] > j["walltime_s"]:
+        elif (time.time() - j["stime"]) * TIME_SCALE > j["walltime_s"]:
             killed = "walltime"
-            used = max(int(time.time() - j["stime"]), j["walltime_s"] + 1)
+            used = max(int((time.time() - j["stime"]) * TIME_SCALE), j["walltime_s"] + 1)
             send_kill(p, f"KILL walltime {used} {j['walltime_s']}")
     t.join(timeout=5)
     ex = next((l for l in lines if l.startswith("EXIT ")), None)
     if ex is None:
         print(f"runner: mom on {node} ended without an exit status (ssh rc {p.returncode})", flush=True)
-        finish(seq, JOB_EXEC_FAIL1, substate=93)
+        finish(seq, JOB_EXEC_FAIL1)
         return 1
     _, status, cput_s, maxrss = ex.split()
     status = int(status)
@@ -1092,7 +1293,7 @@ def run_job(seq, node):
         j = load(seq)
         j["state"], j["substate"] = "E", 51
         save(j)
-    finish(seq, status, cput_s=int(float(cput_s)), maxrss_kb=int(maxrss))
+    finish(seq, status, killed, cput_s=int(float(cput_s)), maxrss_kb=int(maxrss))
     return 0
 
 
@@ -1136,9 +1337,9 @@ def strip_host(path):
     return path.split(":", 1)[1] if ":" in path else path
 
 
-def mom(seq):
+def mom(seq, node=None):
     j = load(seq)
-    node = socket.gethostname()
+    node = node or socket.gethostname()
     jid = full_id(seq)
     user = pwd.getpwuid(os.getuid())
     spool = CFG["mom_spool"].format(node=node)
@@ -1212,6 +1413,7 @@ def mom(seq):
 
     threading.Thread(target=watch_stdin, daemon=True).start()
     _, wstatus, ru = os.wait4(child.pid, 0)
+    print("ENDED", flush=True)
     # whatever the job left behind in its session dies with it
     kill_session(sid, signal.SIGTERM)
     time.sleep(0.2)
@@ -1253,7 +1455,7 @@ def main(argv):
     if len(argv) >= 2 and argv[0] == "runner":
         return runner(int(argv[1]))
     if len(argv) >= 2 and argv[0] == "mom":
-        return mom(int(argv[1]))
+        return mom(int(argv[1]), argv[2] if len(argv) > 2 else None)
     print(__doc__)
     return 2
 
