@@ -7,7 +7,7 @@ so the job's name is enough to find its log and connection file again.
 from __future__ import annotations
 
 
-from hpcjupyter import sessions
+from hpcjupyter import protocol, sessions
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.render import job_dir
 from hpcjupyter.request import build_request
@@ -15,28 +15,26 @@ from hpcjupyter.schedulers.base import JobState
 from hpcjupyter.site import Site
 from hpcjupyter.submitting import remote_user
 
-JOB_NAME_PREFIX = "hpcj-"
-
-
 def adopt(site: Site, job_id: str) -> sessions.Session:
     """Look the job up, check it is one of ours, and save a record for it."""
-    site.remote  # log in first: a login that cannot work (no ssh, refused) says so, not "unknown job"
+    site.login()  # first: a login that cannot work (no ssh, refused) says so, not "unknown job"
     status = site.status([job_id]).get(job_id)
     if status is None or status.state is JobState.UNKNOWN:
         why = f": {status.reason}" if status is not None and status.reason else ""
         raise HpcJupyterError(f"the scheduler on {site.name} could not say what job {job_id} is{why}.",
                               "Check the job id, or try again in a minute.")
-    if not status.name.startswith(JOB_NAME_PREFIX):
+    session_id = protocol.session_of(status.name)
+    if session_id is None:
         known = f" (its name is '{status.name}')" if status.name else ""
         raise HpcJupyterError(
             f"job {job_id} on {site.name} was not started by hpcjupyter{known}, or it is no longer known.",
             "Start Jupyter jobs with 'hpcjupyter submit'; check the id with 'hpcjupyter status'.",
         )
-    request = build_request(site.profile, {}, session_id=status.name[len(JOB_NAME_PREFIX):])
+    request = build_request(site.profile, {}, session_id=session_id)
     session = sessions.Session(
         site=site.name, session_id=request.session_id, job_dir=job_dir(site.profile, request, remote_user(site)),
         job_name=status.name, submitted_at=sessions.stamp(), job_id=job_id,
-        state=status.state.name, node=status.node, reason=status.reason,
+        state=sessions.SessionState.of(status.state), node=status.node, reason=status.reason,
     )
     sessions.save(session)
     return session

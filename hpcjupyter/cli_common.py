@@ -1,24 +1,54 @@
-"""What every command shares: one way to fail, to print JSON, to open a site, to talk to the user."""
+"""What every command shares: one error handler, JSON output, the user's options, opening a site."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from hpcjupyter.errors import HpcJupyterError
 
-OPTIONS: dict[str, bool] = {"quiet": False, "verbose": False}
+if TYPE_CHECKING:
+    from hpcjupyter.profiles import ProfileSet
+    from hpcjupyter.site import Site
+    from hpcjupyter.ui import UI
 
 
-def fail(error: HpcJupyterError) -> None:
+@dataclass
+class Options:
+    """The root options (-q, -v), kept on the click context for every command to read."""
+
+    quiet: bool = False
+    verbose: bool = False
+
+
+def fail(error: HpcJupyterError) -> NoReturn:
     """Print one clear paragraph on stderr and exit non-zero."""
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(error.exit_code)
 
 
-def profiles() -> Any:
+class Commands(TyperGroup):
+    """The one error handler: any HpcJupyterError a command raises becomes one paragraph and its
+    exit code, so commands only raise."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except HpcJupyterError as exc:
+            fail(exc)
+
+
+def options(ctx: typer.Context) -> Options:
+    """The options given before the command (defaults when a command is called on its own)."""
+    found = ctx.find_root().obj
+    return found if isinstance(found, Options) else Options()
+
+
+def profiles() -> ProfileSet:
     from hpcjupyter.profiles import ProfileSet
 
     found = ProfileSet.discover()
@@ -31,13 +61,14 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def make_ui() -> Any:
+def make_ui(ctx: typer.Context) -> UI:
     from hpcjupyter.ui import UI
 
-    return UI(quiet=OPTIONS["quiet"], verbose=OPTIONS["verbose"])
+    given = options(ctx)
+    return UI(quiet=given.quiet, verbose=given.verbose)
 
 
-def open_site_for(name: str, ui: Any) -> Any:
+def open_site_for(name: str, ui: UI) -> Site:
     """The site's merged profile and scheduler adapter; ssh prompts go to this terminal."""
     from hpcjupyter.schedulers import get_scheduler
     from hpcjupyter.site import Site

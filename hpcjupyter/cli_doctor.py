@@ -6,6 +6,7 @@ import typer
 
 
 def doctor(
+    ctx: typer.Context,
     site: str = typer.Option(..., "--site", "-s", help="Site profile to check (see 'hpcjupyter sites list')."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {name, ok, detail, seconds}."),
 ) -> None:
@@ -21,7 +22,7 @@ def doctor(
     from hpcjupyter.cli_common import make_ui, open_site_for, print_json
     from hpcjupyter.doctor import CheckResult, Context, format_result, run_checks
 
-    ui = make_ui()
+    ui = make_ui(ctx)
     results: list[CheckResult] = []
 
     def report(result: CheckResult) -> None:

@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from hpcjupyter.cli_common import print_json, profiles, fail
+from hpcjupyter.cli_common import Commands, print_json, profiles
 from hpcjupyter.errors import HpcJupyterError
 
-sites_app = typer.Typer(help="List, show, check and share site profiles.", no_args_is_help=True)
+sites_app = typer.Typer(cls=Commands, help="List, show, check and share site profiles.", no_args_is_help=True)
 
 
 @sites_app.command("list")
@@ -19,21 +19,17 @@ def sites_list(as_json: bool = typer.Option(False, "--json", help="Print JSON fo
 
     Example: hpcjupyter sites list
     """
-    try:
-        found = profiles()
-        rows = []
-        for name in found.names():
-            files = found.files_for(name)
-            try:
-                profile, _ = found.load(name)
-                rows.append({"name": name, "scheduler": profile.scheduler, "description": profile.description,
-                             "files": [str(f) for f in files], "error": ""})
-            except HpcJupyterError as exc:
-                rows.append({"name": name, "scheduler": "?", "description": "", "files": [str(f) for f in files],
-                             "error": str(exc)})
-    except HpcJupyterError as exc:
-        fail(exc)
-        return
+    found = profiles()
+    rows = []
+    for name in found.names():
+        files = found.files_for(name)
+        try:
+            profile, _ = found.load(name)
+            rows.append({"name": name, "scheduler": profile.scheduler, "description": profile.description,
+                         "files": [str(f) for f in files], "error": ""})
+        except HpcJupyterError as exc:
+            rows.append({"name": name, "scheduler": "?", "description": "", "files": [str(f) for f in files],
+                         "error": str(exc)})
     if as_json:
         print_json(rows)
         return
@@ -53,11 +49,7 @@ def sites_show(
 
     Example: hpcjupyter sites show archer2 --origin
     """
-    try:
-        profile, origins = profiles().load(name)
-    except HpcJupyterError as exc:
-        fail(exc)
-        return
+    profile, origins = profiles().load(name)
     data = profile.model_dump(mode="json")
     if as_json:
         print_json({"profile": data, "origins": origins} if origin else data)
@@ -78,14 +70,10 @@ def sites_check(name: Optional[str] = typer.Argument(None, help="One site to che
 
     Example: hpcjupyter sites check
     """
-    try:
-        found = profiles()
-        from hpcjupyter.sharing import problems
+    found = profiles()
+    from hpcjupyter.sharing import problems
 
-        results = problems(found, [name] if name else found.names())
-    except HpcJupyterError as exc:
-        fail(exc)
-        return
+    results = problems(found, [name] if name else found.names())
     for site, error in results.items():
         typer.echo(f"✓ {site}" if not error else f"✗ {site}\n{_indented(error)}")
     if any(results.values()):
@@ -102,13 +90,9 @@ def sites_init(
 
     Example: hpcjupyter sites init mygroup --from archer2
     """
-    try:
-        from hpcjupyter.starter import write_starter
+    from hpcjupyter.starter import write_starter
 
-        path = write_starter(name, base, force)
-    except HpcJupyterError as exc:
-        fail(exc)
-        return
+    path = write_starter(name, base, force)
     typer.echo(str(path))
     typer.echo(f"next: edit it, then\n  hpcjupyter sites check {name}\n  hpcjupyter doctor --site {name}", err=True)
 
@@ -136,16 +120,13 @@ def sites_add(
 
     Example: hpcjupyter sites add git@github.com:mygroup/hpc-profiles.git
     """
-    try:
-        from hpcjupyter.profiles import ProfileSet
-        from hpcjupyter.sharing import add
+    from hpcjupyter.profiles import ProfileSet
+    from hpcjupyter.sharing import add
 
-        before = set(ProfileSet.discover().names())
-        entry = add(source, name)
-        typer.echo(f"added {entry.raw}" + (" (a git clone: 'hpcjupyter sites update' pulls it)" if entry.cloned else ""))
-        _report_sites(entry.path, before)
-    except HpcJupyterError as exc:
-        fail(exc)
+    before = set(ProfileSet.discover().names())
+    entry = add(source, name)
+    typer.echo(f"added {entry.raw}" + (" (a git clone: 'hpcjupyter sites update' pulls it)" if entry.cloned else ""))
+    _report_sites(entry.path, before)
 
 
 @sites_app.command("update")
@@ -154,13 +135,9 @@ def sites_update(name: Optional[str] = typer.Argument(None, help="One clone to p
 
     Example: hpcjupyter sites update
     """
-    try:
-        from hpcjupyter.sharing import update
+    from hpcjupyter.sharing import update
 
-        pulled = update(name)
-    except HpcJupyterError as exc:
-        fail(exc)
-        return
+    pulled = update(name)
     if not pulled:
         typer.echo("no cloned group repositories: add one with 'hpcjupyter sites add URL'")
     for result in pulled:
@@ -179,11 +156,7 @@ def sites_remove(name: str = typer.Argument(..., help="Name (or path) of a sourc
 
     Example: hpcjupyter sites remove hpc-profiles
     """
-    try:
-        from hpcjupyter.sharing import remove
+    from hpcjupyter.sharing import remove
 
-        entry = remove(name)
-    except HpcJupyterError as exc:
-        fail(exc)
-        return
+    entry = remove(name)
     typer.echo(f"removed {entry.raw}" + (" (and deleted the clone)" if entry.cloned else ""))

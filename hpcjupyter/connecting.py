@@ -1,40 +1,55 @@
-"""connect: wait for the job, find Jupyter, open the tunnel, keep it up until the job ends.
+"""The connect use case: wait for the job, find Jupyter, open the tunnel, keep it up until the job
+ends (or the user leaves). It reports through the UI and a ``ready`` callback and returns how it
+ended; the CLI only prints.
 
-The waiting loop asks the scheduler rarely (wait.poll_interval) and, once the job runs, reads
-the job's log about once a second over the existing login: cheap for the site, quick for us.
+The waiting loop asks the scheduler rarely (never sooner than the site's ``poll_seconds`` after
+the previous query) and peeks at the job directory often, over the existing login: a file read,
+cheap for the site and quick for us.
 """
 
 from __future__ import annotations
 
-import re
+import enum
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Callable, Protocol
 
-from hpcjupyter import sessions
+from hpcjupyter import protocol, sessions
 from hpcjupyter.discover import Endpoint, fatal_error, parse_connection_file, parse_jupyter_log, parse_marker, tail
 from hpcjupyter.errors import HpcJupyterError, JobEndedError, LoginRefusedError, RemoteError
 from hpcjupyter.probe import api_status, browser_url
-from hpcjupyter.schedulers.base import JobState, JobStatus
+from hpcjupyter.schedulers.base import JobState, JobStatus, Outcome
 from hpcjupyter.site import Site
+from hpcjupyter.tunnel import Tunnel, free_local_port
 from hpcjupyter.ui import UI
-from hpcjupyter.wait import describe, end_reason, poll_interval
+from hpcjupyter.wait import describe, duration, end_reason
 
-# Lines the job script writes when it gives up before Jupyter is reachable.
-_SCRIPT_ENDED = re.compile(r"^hpcjupyter: (jupyter exited with status \d+ before it was ready|job script ended with status [1-9]\d*)", re.MULTILINE)
 MAX_STATUS_FAILURES = 20
 RUNNING_TIMEOUT = 300.0
+"""Seconds a running job may take to make Jupyter ready before connect gives up (the job stays)."""
 PEEK_QUEUED = 2.0  # seconds between looks at the job directory while the scheduler says queued
 PEEK_RUNNING = 0.25  # ... and once it runs: Jupyter is about to be ready
-_SEPARATOR = "--- hpcjupyter: job log follows ---"
-PRIVATE_MODE = "-rw-------"
-# $1 job dir, $2 separator. `ls` first: on NFS it refreshes the directory's attribute cache.
-# Prints connection.json's mode (as `ls -l` shows it: portable), its text, the separator, the log's end.
-_PEEK_SH = ('ls "$1" >/dev/null 2>&1; m=$(ls -ln "$1/connection.json" 2>/dev/null | cut -c1-10); echo "$m"; '
-            'cat "$1/connection.json" 2>/dev/null; printf "\\n%s\\n" "$2"; tail -c 16384 "$1/job.log" 2>/dev/null')
+PROBE_EVERY = 2.0  # seconds between health probes while connected
 
 
-@dataclass
+class Clock(Protocol):
+    """Time as the loops see it (the `time` module; a fake one in tests)."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """What the user asked of connect. ``local_port`` named by the user is strict: taken is an error."""
+
+    local_port: int | None = None
+    timeout: float | None = None
+    cancel_on_exit: bool = False
+
+
+@dataclass(frozen=True)
 class Connection:
     """A reachable Jupyter: where it listens on the node and the token that opens it."""
 
@@ -42,27 +57,60 @@ class Connection:
     token: str
 
 
-def log_path(session: sessions.Session) -> str:
-    return f"{session.job_dir}/job.log"
+@dataclass(frozen=True)
+class Ready:
+    """Jupyter answers through the tunnel: what the user opens."""
+
+    url: str
+    """With the token: printed once, never stored."""
+    shown: str
+    """Without the token: for messages and records."""
+    node: str
 
 
-def job_ended(site: Site, session: sessions.Session, why: str, hint: str = "", log: str = "") -> JobEndedError:
-    """The error for a job that ended before (or while) we used it, with its log's tail
-    (``log`` when the caller has just read it, else it is fetched)."""
-    log = log or read_quietly(site, log_path(session))
-    if not log:
-        log = read_quietly(site, f"{session.job_dir}/{site.scheduler.name}.out") or "(the job wrote no log)"
+class Ending(enum.Enum):
+    """How a connect session ended (when it did not fail)."""
+
+    JOB_ENDED = "the job ended cleanly"
+    DETACHED = "the user left; the job keeps running"
+    CANCELLED = "the user left and the job was cancelled"
+
+
+@dataclass(frozen=True)
+class Finished:
+    ending: Ending
+    status: JobStatus | None = None
+
+
+class NeverStarts(HpcJupyterError):
+    """The scheduler says the job can never start as asked; it would wait in the queue forever."""
+
+
+def job_ended(site: Site, session: sessions.Session, status: JobStatus | None = None, why: str = "",
+              log: str = "") -> JobEndedError:
+    """The error for a job that ended before (or while) we used it: how, and the log's tail
+    (``log`` when the caller has just read it, else it is fetched). A cancelled job needs no log."""
+    why = why or (end_reason(status) if status is not None else "it is no longer running")
+    again = f"Start a new session with 'hpcjupyter submit --site {site.name}'"
+    outcome = status.outcome if status is not None else None
+    if outcome is Outcome.CANCELLED:
+        return JobEndedError(f"job {session.job_id} on {site.name} was cancelled: {why}.", again + ".")
+    log = log or read_quietly(site, protocol.path(session.job_dir, protocol.LOG))
+    if not log and session.job_id:
+        log = read_quietly(site, site.scheduler.output_path(session.job_dir, session.job_id))
     fatal = fatal_error(log)
+    hint = (again + " with more --hours." if outcome is Outcome.TIMED_OUT
+            else "Fix what the log shows (e.g. the conda env or module names in the profile), then submit again.")
     return JobEndedError(
         f"job {session.job_id} on {site.name} ended: {why}.{' Jupyter said: ' + fatal if fatal else ''}\n"
-        f"Last lines of {log_path(session)}:\n{tail(log)}",
-        hint or "Fix what the log shows (e.g. the conda env or module names in the profile), then submit again.",
+        f"Last lines of its log:\n{tail(log) or '(the job wrote no log)'}",
+        hint,
     )
 
 
 def read_quietly(site: Site, path: str) -> str:
     try:
-        return site.remote.read_file(path) or ""
+        return site.read_file(path) or ""
     except HpcJupyterError:
         return ""
 
@@ -70,9 +118,11 @@ def read_quietly(site: Site, path: str) -> str:
 class Waiter:
     """Polls one job until Jupyter is ready, with bounded retries on a flaky login."""
 
-    def __init__(self, site: Site, session: sessions.Session, ui: UI, timeout: float | None) -> None:
+    def __init__(self, site: Site, session: sessions.Session, ui: UI, timeout: float | None,
+                 clock: Clock = time) -> None:  # type: ignore[assignment]  # the module is a Clock
         self.site, self.session, self.ui = site, session, ui
         self.timeout = timeout
+        self.clock = clock
         self.queries = 0
         self.failures = 0
 
@@ -101,66 +151,65 @@ class Waiter:
     def reconnect(self) -> None:
         """Re-open the login if it dropped (one prompt on MFA sites); keep waiting if it cannot."""
         try:
-            self.site.prompts += self.site.remote.connect()
+            self.site.relogin()
         except LoginRefusedError:
             raise
         except RemoteError as exc:
             self.ui.warn(f"{exc.message} Will retry.")
 
-    def peek(self) -> tuple[str, str, str]:
-        """One round trip over the open login: connection.json's mode and text, and the log's end."""
-        result = self.site.run(["sh", "-c", _PEEK_SH, "hpcjupyter-peek", self.session.job_dir, _SEPARATOR])
-        head, _, log = result.stdout.partition(f"\n{_SEPARATOR}\n")
-        mode, _, text = head.partition("\n")
-        return mode.strip(), text, log
-
     def ready(self) -> Connection | None:
         """The 0600 connection file (host, port, token) once the job wrote it; an early end in the log
         is an error at once; Jupyter's own log lines are the fallback when there is no file."""
         try:
-            mode, text, log = self.peek()
+            result = self.site.run(protocol.peek_argv(self.session.job_dir))
         except RemoteError:
             self.reconnect()
             return None
-        path = f"{self.session.job_dir}/connection.json"
+        mode, text, log = protocol.parse_peek(result.stdout)
+        path = protocol.path(self.session.job_dir, protocol.CONNECTION)
         if text.strip() and not mode:
             return None  # the file appeared between the two looks of one peek: look again
         if text.strip():
-            if mode != PRIVATE_MODE:
+            if mode != protocol.PRIVATE_MODE:
                 raise HpcJupyterError(
-                    f"{path} has mode {mode or 'unknown'}, not {PRIVATE_MODE}: others may have read the Jupyter token.",
+                    f"{path} has mode {mode or 'unknown'}, not {protocol.PRIVATE_MODE}: others may have read the "
+                    "Jupyter token.",
                     f"Cancel the job ('hpcjupyter cancel {self.session.job_id}') and check the job directory.",
                 )
             found = parse_connection_file(text, path)
             marker = parse_marker(log)
             return Connection(endpoint=replace(found, node=found.node or (marker.node if marker else "")),
                               token=found.token or "")
-        ended = _SCRIPT_ENDED.search(log)
-        if ended:
-            raise job_ended(self.site, self.session, ended.group(1), log=log)
+        gave_up = protocol.GAVE_UP.search(log)
+        if gave_up:
+            raise job_ended(self.site, self.session, why=gave_up.group(1), log=log)
         fallback = parse_jupyter_log(log)
         return Connection(endpoint=fallback, token=fallback.token) if fallback and fallback.token else None
 
     def wait(self) -> Connection:
-        """Scheduler queries at the site's pace; the job directory peeked at often (a file read,
-        not a scheduler query), so a job that starts between two queries is noticed at once."""
-        start = time.monotonic()
+        """Scheduler queries no closer than the site's ``poll_seconds``; the job directory peeked at
+        often (a file read, not a scheduler query), so a job that starts between two queries is
+        noticed at once."""
+        clock = self.clock
+        start = clock.monotonic()
         next_query = next_peek = start
         running_since: float | None = None
         status = JobStatus(job_id=self.session.job_id or "", state=JobState.UNKNOWN)
         while True:
-            now = time.monotonic()
+            now = clock.monotonic()
             if self.timeout is not None and now - start > self.timeout:
                 raise HpcJupyterError(
-                    f"gave up after {self.timeout:g} s waiting for job {self.session.job_id} ({status.state.name.lower()}).",
+                    f"gave up after {self.timeout:g} s waiting for job {self.session.job_id} "
+                    f"({status.state.name.lower()}).",
                     f"The job is left as it is: 'hpcjupyter connect {self.session.job_id}' to wait again, "
                     f"'hpcjupyter cancel {self.session.job_id}' to stop it.",
                 )
             if now >= next_query:
                 status = self.query()
-                next_query = now + poll_interval(self.queries, self.site.profile.env.poll_seconds)
+                next_query = now + self.site.profile.env.poll_seconds
+                self.check_can_start(status)
                 if status.state is JobState.ENDED:
-                    raise job_ended(self.site, self.session, end_reason(status))
+                    raise job_ended(self.site, self.session, status)
                 self.ui.status(describe(status, now - start))
             if status.state is JobState.RUNNING:
                 running_since = running_since or now
@@ -170,31 +219,34 @@ class Waiter:
                     return connection
                 next_peek = now + (PEEK_RUNNING if running_since else PEEK_QUEUED)
             if running_since and now - running_since > RUNNING_TIMEOUT:
-                log = read_quietly(self.site, log_path(self.session))
+                log = read_quietly(self.site, protocol.path(self.session.job_dir, protocol.LOG))
                 raise HpcJupyterError(
                     f"job {self.session.job_id} has run {RUNNING_TIMEOUT:g} s without Jupyter becoming ready.\n"
-                    f"Last lines of {log_path(self.session)}:\n{tail(log) or '(empty)'}",
+                    f"Last lines of its log:\n{tail(log) or '(empty)'}",
                     f"The job is still running: 'hpcjupyter logs {self.session.job_id}' to look, "
                     f"'hpcjupyter cancel {self.session.job_id}' to stop it.",
                 )
-            time.sleep(max(0.05, min(next_query, next_peek) - time.monotonic()))
+            clock.sleep(max(0.05, min(next_query, next_peek) - clock.monotonic()))
+
+    def check_can_start(self, status: JobStatus) -> None:
+        """Stop at once when the scheduler says the job can never start as asked."""
+        fix = self.site.scheduler.why_never_starts(status)
+        if fix is not None:
+            raise NeverStarts(
+                f"job {self.session.job_id} on {self.site.name} can never start as asked: {status.reason}.",
+                f"To fix: {fix}. The job is still queued: 'hpcjupyter cancel {self.session.job_id}' removes it.",
+            )
 
 
-def local_url_for(site: Site, connection: Connection, local_port: int) -> str:
-    return browser_url(local_port, connection.endpoint.base_url, connection.token, site.profile.env.jupyter)
-
-
-def open_tunnel_for(site: Site, connection: Connection, local_port: int | None, strict: bool = False) -> Any:
+def open_tunnel_for(site: Site, connection: Connection, local_port: int | None, strict: bool = False) -> Tunnel | None:
     """The tunnel of the site's shape, or None where Jupyter is on this machine already.
     ``strict``: the user named ``local_port``; if it is taken, that is an error, not another port."""
     if site.is_local:
         return None
-    from hpcjupyter.tunnel import free_local_port, open_tunnel
-
     port = free_local_port(local_port, strict)
     endpoint = connection.endpoint
     target = endpoint.node if site.profile.ssh.tunnel == "jump" else endpoint.host
-    return open_tunnel(site.remote, site.profile.ssh.tunnel, target, endpoint.port, port)
+    return site.login().open_tunnel(site.profile.ssh.tunnel, target, endpoint.port, port)
 
 
 def wait_until_answering(port: int, connection: Connection, seconds: float = 30.0) -> bool:
@@ -224,19 +276,18 @@ def time_left(status: JobStatus) -> str:
     limit, used = seconds_of(status.time_limit), seconds_of(status.time_used)
     if limit is None or used is None:
         return ""
-    from hpcjupyter.wait import duration
-
     return f", {duration(limit - used)} left"
 
 
-def keep_alive(waiter: Waiter, connection: Connection, tunnel: Any, port: int, shown_url: str) -> JobStatus:
-    """Stay in the foreground: re-open a dropped tunnel, watch the job, return when it ends."""
-    site, ui = waiter.site, waiter.ui
+def keep_alive(waiter: Waiter, connection: Connection, tunnel: Tunnel | None, port: int, line: str) -> JobStatus:
+    """Stay in the foreground: re-open a dropped tunnel, watch the job, return when it ends.
+    ``line`` is the status line; the time left is added after each scheduler query."""
+    site, ui, clock = waiter.site, waiter.ui, waiter.clock
     poll = site.profile.env.poll_seconds
-    next_query = time.monotonic() + poll
+    next_query = clock.monotonic() + poll
     backoff, misses = 1.0, 0
     while True:
-        time.sleep(2.0)
+        clock.sleep(PROBE_EVERY)
         answering = api_status(port, connection.endpoint.base_url, connection.token, timeout=5.0) == 200
         misses = 0 if answering else misses + 1
         # A busy Jupyter can miss one probe: re-open only a dead tunnel or after two misses in a row.
@@ -248,12 +299,79 @@ def keep_alive(waiter: Waiter, connection: Connection, tunnel: Any, port: int, s
             except RemoteError as exc:
                 ui.warn(f"{exc.message} Retrying in {backoff:g} s.")
                 waiter.reconnect()
-                time.sleep(backoff)
+                clock.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
-        if time.monotonic() >= next_query:
+        if clock.monotonic() >= next_query:
             status = waiter.query()
-            next_query = time.monotonic() + poll
+            next_query = clock.monotonic() + poll
             if status.state is JobState.ENDED:
                 return status
-            ui.status(f"connected: {shown_url} -> {connection.endpoint.node or connection.endpoint.host}{time_left(status)}"
-                      " (Ctrl-C to disconnect)")
+            ui.status(line.format(left=time_left(status)))
+
+
+def cancel(site: Site, session: sessions.Session) -> None:
+    """Ask the scheduler to end the job (Jupyter is shut down by the script's TERM trap)."""
+    result = site.run(site.scheduler.cancel_argv([session.job_id or ""]))
+    if not site.scheduler.cancel_ok(result):
+        raise HpcJupyterError(
+            f"the scheduler refused to cancel job {session.job_id}: {(result.stderr or result.stdout).strip()}",
+        )
+
+
+def connect(site: Site, session: sessions.Session, ui: UI, options: ConnectOptions,
+            ready: Callable[[Ready], None]) -> Finished:
+    """Wait, tunnel, report the URL through ``ready``, hold the tunnel until the job ends.
+
+    Ctrl-C (and SIGTERM/SIGHUP, which the CLI turns into it) at any point after the login leaves
+    the job running, or cancels it with ``options.cancel_on_exit``; a job that can never start is
+    cancelled too with that option. A job that ends badly raises `JobEndedError` with its log.
+    """
+    site.login()  # a login that cannot work (no ssh, host key changed) fails at once, not retried
+    waiter = Waiter(site, session, ui, options.timeout)
+    try:
+        status = _connected(site, session, ui, options, waiter, ready)
+    except KeyboardInterrupt:
+        ui.stop_status()
+        if not options.cancel_on_exit:
+            return Finished(Ending.DETACHED)
+        cancel(site, session)
+        return Finished(Ending.CANCELLED)
+    except NeverStarts:
+        if options.cancel_on_exit:
+            cancel(site, session)
+            ui.info(f"cancelled job {session.job_id} on {site.name} (--cancel-on-exit)")
+        raise
+    if status.outcome is Outcome.COMPLETED:
+        return Finished(Ending.JOB_ENDED, status)
+    raise job_ended(site, session, status)
+
+
+def _connected(site: Site, session: sessions.Session, ui: UI, options: ConnectOptions, waiter: Waiter,
+               ready: Callable[[Ready], None]) -> JobStatus:
+    """From waiting to the job's end; the tunnel and the record's URL are cleaned up however it ends."""
+    connection = waiter.wait()
+    ui.stop_status()
+    strict = options.local_port is not None
+    tunnel = open_tunnel_for(site, connection, options.local_port or session.local_port, strict=strict)
+    port = tunnel.local_port if tunnel is not None else connection.endpoint.port
+    node = connection.endpoint.node or connection.endpoint.host
+    try:
+        if not wait_until_answering(port, connection):
+            raise HpcJupyterError(
+                f"Jupyter on {node}:{connection.endpoint.port} does not answer through the tunnel on "
+                f"127.0.0.1:{port}.",
+                f"Check the job log with 'hpcjupyter logs {session.job_id}'; the job is left running.",
+            )
+        url = browser_url(port, connection.endpoint.base_url, connection.token, site.profile.env.jupyter)
+        shown = url.split("?", 1)[0]
+        with sessions.updating(session.site, session.session_id) as saved:
+            saved.local_port, saved.url, saved.state = port, shown, JobState.RUNNING.name
+            saved.node = connection.endpoint.node or saved.node
+        ready(Ready(url=url, shown=shown, node=node))
+        leaving = "Ctrl-C to disconnect and cancel the job" if options.cancel_on_exit else "Ctrl-C to disconnect"
+        return keep_alive(waiter, connection, tunnel, port, f"connected: {shown} -> {node}{{left}} ({leaving})")
+    finally:
+        if tunnel is not None:
+            tunnel.close()
+        with sessions.updating(session.site, session.session_id) as saved:
+            saved.url = ""

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from hpcjupyter.errors import HpcJupyterError
+from hpcjupyter.protocol import MARKER
 
-MARKER = "HPCJUPYTER_READY"
 _MARKER_LINE = re.compile(rf"^{MARKER}\s+(?P<fields>.*)$", re.MULTILINE)
 # "[I 2026-11-23 14:36:24.636 ServerApp] http://127.0.0.1:18888/lab?token=..." and the Notebook 6 form.
 _URL_LINE = re.compile(r"^\[I [^\]]*(?:ServerApp|NotebookApp)\]\s+(?:or\s+)?(?P<url>https?://\S+)\s*$", re.MULTILINE)

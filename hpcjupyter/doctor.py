@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.remote.base import Result
 from hpcjupyter.request import Request
+from hpcjupyter.schedulers.base import first_line
 from hpcjupyter.site import Site
 
 MARK = "HPCJ-DOCTOR: "
@@ -94,48 +95,10 @@ class Context:
 # ---- pure parsers --------------------------------------------------------------------------
 
 
-def first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
 def marked(text: str) -> str:
     """The last line our remote script printed (after MARK), or ""."""
     found = [line[len(MARK):] for line in text.splitlines() if line.startswith(MARK)]
     return found[-1].strip() if found else ""
-
-
-def slurm_partitions(text: str) -> tuple[list[str], str | None]:
-    """``sinfo -h -o %P`` → the partitions and the default one (the one marked ``*``)."""
-    names, default = [], None
-    for line in text.split():
-        name = line.rstrip("*")
-        if line.endswith("*"):
-            default = name
-        if name not in names:
-            names.append(name)
-    return names, default
-
-
-def slurm_associations(text: str) -> dict[str, set[str]]:
-    """``sacctmgr -n -P show assoc format=account,qos`` → account → the QoS it may use."""
-    found: dict[str, set[str]] = {}
-    for line in text.splitlines():
-        if "|" not in line:
-            continue
-        account, qos = line.split("|")[:2]
-        found.setdefault(account.strip().lower(), set()).update(q for q in qos.strip().split(",") if q)
-    return found
-
-
-def association_problem(account: str | None, qos: str | None, assoc: dict[str, set[str]]) -> str:
-    """Why the account or QoS is not the user's ("" when both are, as far as Slurm says)."""
-    if account and account.lower() not in assoc:
-        return f"account '{account}' is not one of yours (yours: {', '.join(sorted(assoc)) or 'none'})"
-    allowed = assoc[account.lower()] if account else set().union(*assoc.values())
-    if qos and qos not in allowed:
-        whose = f"account '{account}'" if account else "your accounts"
-        return f"QoS '{qos}' is not allowed for {whose} (allowed: {', '.join(sorted(allowed)) or 'none'})"
-    return ""
 
 
 def first_node(text: str) -> str | None:
@@ -147,76 +110,6 @@ def refused_until_job(text: str) -> bool:
     """ssh to a node is admitted only while the user has a job there (pam_slurm_adopt and kin)."""
     lowered = text.lower()
     return "pam_slurm_adopt" in lowered or "no active jobs" in lowered
-
-
-# ---- per scheduler: the commands to run ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SchedulerCommands:
-    """What doctor runs on the login node for one scheduler."""
-
-    required: tuple[str, ...]
-    """Commands hpcjupyter uses, which must be on the login node's PATH."""
-    answer: tuple[str, ...]
-    """A cheap query that only the running scheduler answers."""
-    nodes: tuple[str, ...] | None
-    """Lists compute node names; None where no node can be named before a job runs."""
-    resources: Callable[[Context], str]
-    """Checks that the account/partition/qos or queue exists for the user."""
-
-
-def slurm_resources(ctx: Context) -> str:
-    request = ctx.request
-    partitions, default = slurm_partitions(ctx.ask(SLURM.answer).stdout)
-    if request.partition and request.partition not in partitions:
-        raise HpcJupyterError(
-            f"partition '{request.partition}' does not exist on {ctx.name} (partitions: {', '.join(partitions)}).",
-            f"Set job.partition to one of them (in the profile, or in [sites.{ctx.name}] of your config).",
-        )
-    found = [f"partition {request.partition} exists" if request.partition else f"default partition {default}"]
-    assoc = ctx.ask(["sh", "-c", 'sacctmgr -n -P show assoc user="$(id -un)" format=account,qos'])
-    rows = slurm_associations(assoc.stdout) if assoc.ok else {}
-    if not rows:
-        why = first_line(assoc.stderr) if not assoc.ok else "no associations listed"
-        return "; ".join(found + [f"account and QoS: cannot tell ({why or 'sacctmgr failed'})"])
-    problem = association_problem(request.account, request.qos, rows)
-    if problem:
-        raise HpcJupyterError(
-            f"{problem}.",
-            f"Set job.account/job.qos in [sites.{ctx.name}] of your config to one listed by "
-            "'sacctmgr show assoc user=$USER'.",
-        )
-    found += [f"account {request.account} is yours"] if request.account else []
-    found += [f"QoS {request.qos} allowed"] if request.qos else []
-    return "; ".join(found)
-
-
-def pbs_resources(ctx: Context) -> str:
-    queue = ctx.request.queue
-    if not queue:
-        return "no queue named: the site's routing queues place the job"
-    result = ctx.ask(["qstat", "-Q", queue])
-    if result.ok:
-        return f"queue {queue} exists"
-    said = first_line(result.stderr or result.stdout)
-    if "unknown queue" in said.lower():
-        raise HpcJupyterError(
-            f"queue '{queue}' does not exist on {ctx.name} ({said}).",
-            "Leave job.queue out (most PBS sites route jobs by size), or set one that 'qstat -Q' lists.",
-        )
-    return f"queue {queue}: cannot tell ({said or 'qstat -Q failed'})"
-
-
-SLURM = SchedulerCommands(
-    required=("sbatch", "squeue", "scancel", "sacct"),
-    answer=("sinfo", "-h", "-o", "%P"),
-    nodes=("sinfo", "-h", "-N", "-o", "%N"),
-    resources=slurm_resources,
-)
-PBS = SchedulerCommands(required=("qsub", "qstat", "qdel"), answer=("qstat", "-Q"), nodes=None,
-                        resources=pbs_resources)
-COMMANDS: dict[str, SchedulerCommands] = {"slurm": SLURM, "pbs": PBS}
 
 
 # ---- the checks, in order ------------------------------------------------------------------
@@ -233,7 +126,7 @@ def check_ssh(ctx: Context) -> str:
     site = ctx.site
     if site.is_local:
         return "does not apply: this site runs on this machine"
-    site.remote  # noqa: B018  (opens the login, relaying any prompts)
+    site.login()  # relays any prompts
     plural = "" if site.prompts == 1 else "s"
     return f"{site.profile.ssh.host} reached; {site.prompts} prompt{plural} answered"
 
@@ -243,10 +136,10 @@ _MISSING = 'for c in "$@"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done
 
 def check_scheduler(ctx: Context) -> str:
     site = ctx.site
-    commands = COMMANDS.get(site.profile.scheduler)
-    if commands is None:
+    scheduler = site.scheduler
+    if not scheduler.doctor_commands:
         return "does not apply: jobs run as processes on this machine"
-    listed = ctx.ask(["sh", "-c", _MISSING, "hpcj-doctor", *commands.required])
+    listed = ctx.ask(["sh", "-c", _MISSING, "hpcj-doctor", *scheduler.doctor_commands])
     if not listed.ok:
         raise HpcJupyterError(f"could not run a command on the login node: {first_line(listed.stderr)}.")
     missing = listed.stdout.split()
@@ -257,18 +150,17 @@ def check_scheduler(ctx: Context) -> str:
             "Check the profile's scheduler; if the site loads its scheduler with a module, load it in your "
             "shell's startup file on the cluster.",
         )
-    answered = ctx.ask(commands.answer)
+    answered = ctx.ask(scheduler.doctor_answer)
     if not answered.ok:
         raise HpcJupyterError(
-            f"'{' '.join(commands.answer)}' did not answer: {first_line(answered.stderr or answered.stdout)}.",
+            f"'{' '.join(scheduler.doctor_answer)}' did not answer: {first_line(answered.stderr or answered.stdout)}.",
             "The scheduler may be down or overloaded: check the site's status page, and try again later.",
         )
-    return f"{', '.join(commands.required)} found; '{' '.join(commands.answer)}' answered"
+    return f"{', '.join(scheduler.doctor_commands)} found; '{' '.join(scheduler.doctor_answer)}' answered"
 
 
 def check_resources(ctx: Context) -> str:
-    commands = COMMANDS.get(ctx.site.profile.scheduler)
-    return "does not apply: no scheduler" if commands is None else commands.resources(ctx)
+    return ctx.site.scheduler.check_placement(ctx.ask, ctx.request, ctx.name)
 
 
 _WRITABLE = 'mkdir -p -- "$1" && t="$1/.hpcj-doctor.$$" && touch -- "$t" && rm -f -- "$t"'
@@ -326,8 +218,8 @@ def check_tunnel(ctx: Context) -> str:
         return "does not apply: Jupyter runs on this machine"
     if site.profile.ssh.tunnel == "forward":
         return "forward: the login node connects to the node's port; no ssh to compute nodes is needed"
-    commands = COMMANDS.get(site.profile.scheduler)
-    listed = ctx.ask(commands.nodes) if commands and commands.nodes else None
+    nodes = site.scheduler.doctor_nodes
+    listed = ctx.ask(nodes) if nodes else None
     node = first_node(listed.stdout) if listed is not None and listed.ok else None
     if node is None:
         return "jump: cannot check until a job runs (no compute node can be named before then)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from hpcjupyter import protocol
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.schedulers.base import JobState
 from hpcjupyter.sessions import Session
@@ -14,10 +15,11 @@ FOLLOW_SECONDS = 2.0
 
 
 def read_log(site: Site, session: Session) -> str | None:
-    """The job script's own log, else the scheduler's output file."""
-    text = site.remote.read_file(f"{session.job_dir}/job.log")
-    if text is None:
-        text = site.remote.read_file(f"{session.job_dir}/{site.scheduler.name}.out")
+    """The job script's own log, else the scheduler's output file (a job that died before its
+    script could start its log, e.g. a module error in a login shell, wrote only there)."""
+    text = site.read_file(protocol.path(session.job_dir, protocol.LOG))
+    if text is None and session.job_id:
+        text = site.read_file(site.scheduler.output_path(session.job_dir, session.job_id))
     return text
 
 
@@ -26,7 +28,8 @@ def show_log(site: Site, session: Session, follow: bool, echo: Callable[..., Non
     text = read_log(site, session)
     if text is None and not follow:
         raise HpcJupyterError(
-            f"job {session.job_id} has no log yet at {session.job_dir}/job.log (last known state: {session.state}).",
+            f"job {session.job_id} has no log yet at {protocol.path(session.job_dir, protocol.LOG)} "
+            f"(last known state: {session.state.value}).",
             f"A queued job writes its log when it starts: 'hpcjupyter logs {session.job_id} --follow' waits for it.",
         )
     shown = text or ""

@@ -6,6 +6,7 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from hpcjupyter import sessions
+from hpcjupyter.sessions import SessionState
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.schedulers.base import JobState
 
@@ -16,9 +17,9 @@ RECOVERY_GRACE = 120.0
 
 def _recent(session: sessions.Session) -> bool:
     """Live sessions always; ended or failed ones for a day (``ls --all`` shows every one)."""
-    if session.state == JobState.ENDED.name:
+    if session.state is SessionState.ENDED:
         return sessions.age(session.ended_at) < DAY
-    return session.state != "FAILED" or sessions.age(session.submitted_at) < DAY
+    return session.state is not SessionState.FAILED or sessions.age(session.submitted_at) < DAY
 
 
 def _recover(site: Any, session: sessions.Session) -> None:
@@ -32,7 +33,7 @@ def _recover(site: Any, session: sessions.Session) -> None:
         session.job_id = found[0].job_id
     elif result.ok and sessions.age(session.submitted_at) > RECOVERY_GRACE:
         with sessions.updating(session.site, session.session_id) as saved:
-            saved.state, saved.reason = "FAILED", f"never reached the scheduler (no job named {session.job_name})"
+            saved.state, saved.reason = SessionState.FAILED, f"never reached the scheduler (no job named {session.job_name})"
             vars(session).update(vars(saved))
 
 
@@ -41,7 +42,7 @@ def refresh(show_all: bool, open_site: Callable[[str], Any], ui: Any) -> list[se
     shown = [s for s in sessions.all_sessions() if show_all or _recent(s)]
     by_site: dict[str, list[sessions.Session]] = defaultdict(list)
     for session in shown:
-        if session.state != JobState.ENDED.name and session.state != "FAILED":
+        if session.state.live:
             by_site[session.site].append(session)
     for name, group in by_site.items():
         try:

@@ -13,7 +13,7 @@ import shlex
 from functools import lru_cache
 from typing import Any, Callable
 
-from hpcjupyter import paths
+from hpcjupyter import paths, protocol
 from hpcjupyter.errors import RequestError
 from hpcjupyter.request import Request
 from hpcjupyter.schema import DIRECTIVE_PATH, PLACEHOLDER, SCHEDULER_NAME, USER_NAME, Profile
@@ -35,11 +35,6 @@ def quote_path(value: Any) -> str:
     if text.startswith("~/"):
         return '"$HOME"/' + quote(text[2:])
     return quote(text)
-
-
-def pbs_size(megabytes: int) -> str:
-    """PBS Pro's memory spelling: whole gigabytes as 'gb' (the sites' docs use it), else 'mb'."""
-    return f"{megabytes // 1024}gb" if megabytes % 1024 == 0 else f"{megabytes}mb"
 
 
 def _directive_value(pattern: re.Pattern[str], what: str) -> Callable[[Any], str]:
@@ -111,8 +106,11 @@ def _environment() -> Any:
     env.filters["q"] = quote
     env.filters["qpath"] = quote_path
     env.filters["directive_path"] = directive_path
-    env.filters["pbs_size"] = pbs_size
     env.filters["plain"] = plain
+    from hpcjupyter.schedulers import SCHEDULERS
+
+    for scheduler in SCHEDULERS.values():
+        env.filters.update(scheduler.template_filters)
     return env
 
 
@@ -126,6 +124,7 @@ def setup_context(profile: Profile, request: Request, user: str | None = None) -
     return {
         "profile": profile,
         "request": request,
+        "protocol": protocol.template_values(),
         # A profile's own Python environment replaces the scheduler's default one entirely.
         "path_dirs": () if profile.env.venv or profile.env.conda else get_scheduler(profile.scheduler).job_path(),
         "conda": path(profile.env.conda),
@@ -136,9 +135,15 @@ def setup_context(profile: Profile, request: Request, user: str | None = None) -
 
 def render(profile: Profile, request: Request, user: str | None = None) -> str:
     """The complete batch script for this request."""
+    from hpcjupyter.schedulers import get_scheduler
+
+    scheduler = get_scheduler(profile.scheduler)
+    directory = job_dir(profile, request, user)
     context = {
         **setup_context(profile, request, user),
-        "job_dir": job_dir(profile, request, user),
+        "job_dir": directory,
+        # A function: the header passes the checked directory (Slurm's %j is refused in paths of ours).
+        "output_path": lambda checked: scheduler.output_path(checked, scheduler.job_id_placeholder),
         "workdir": expand(request.workdir, profile, request, user) if request.workdir else None,
         "bind": bind_mode(profile),
     }

@@ -12,14 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
+from hpcjupyter import protocol
 from hpcjupyter.errors import RequestError
+from hpcjupyter.schedulers import get_scheduler
 from hpcjupyter.schema import SCHEDULER_NAME, Profile, is_absolute_or_home, memory_mb
 
 T = TypeVar("T")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# Which scheduler options each scheduler has: an option another scheduler's site would ignore
-# silently is refused instead, so a user never believes a --qos was applied when it was not.
-_OPTIONS = {"slurm": ("partition", "qos"), "pbs": ("queue",), "local": ()}
 
 
 def parse_memory_mb(text: str) -> int:
@@ -60,7 +59,7 @@ class Request:
 
     @property
     def job_name(self) -> str:
-        return f"hpcj-{self.session_id}"
+        return protocol.job_name(self.session_id)
 
     @property
     def walltime(self) -> str:
@@ -170,8 +169,8 @@ def _check_hours(profile: Profile, request: Request) -> None:
     if round(hours * 3600) < 60:
         raise RequestError(f"--hours {hours:g} is under a minute.", "Give at least --hours 0.02 (one minute).")
     job = profile.job
-    kind = "queue" if profile.scheduler == "pbs" else "qos"
-    chosen = request.queue if profile.scheduler == "pbs" else request.qos
+    kind = get_scheduler(profile.scheduler).limit_option or "qos"
+    chosen = getattr(request, kind)
     limit = job.qos_max_hours.get(chosen or "", job.max_hours)
     # Compared in whole seconds, as the scheduler sees it: --hours 0.3333 and 1/3 both mean 20 min.
     if limit is not None and round(hours * 3600) > round(limit * 3600):
@@ -187,6 +186,7 @@ def _check_hours(profile: Profile, request: Request) -> None:
 
 def _check_names(profile: Profile, request: Request) -> None:
     """Scheduler names are plain (they go unquoted into directives) and exist on this scheduler."""
+    options = get_scheduler(profile.scheduler).options
     for key in ("account", "partition", "qos", "queue"):
         value = getattr(request, key)
         if value is None:
@@ -196,10 +196,10 @@ def _check_names(profile: Profile, request: Request) -> None:
                 f"--{key} {value!r} is not a valid {key} name.",
                 "Use letters, digits and _ . , @ + - (starting with a letter or digit), as the scheduler does.",
             )
-        if key != "account" and key not in _OPTIONS[profile.scheduler]:
+        if key != "account" and key not in options:
             raise RequestError(
                 f"--{key} does not apply to site '{profile.name}', which uses {profile.scheduler}.",
                 f"Options for {profile.scheduler}: "
-                + (", ".join("--" + k for k in _OPTIONS[profile.scheduler]) or "none (it runs on this machine)")
+                + (", ".join("--" + k for k in options) or "none (it runs on this machine)")
                 + ".",
             )

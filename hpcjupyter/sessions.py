@@ -7,6 +7,7 @@ on the same session; updates take a lock on that file so neither loses the other
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
 import json
 import os
@@ -22,6 +23,28 @@ from hpcjupyter.schedulers.base import JobState, JobStatus
 from hpcjupyter.wait import end_reason
 
 
+class SessionState(str, enum.Enum):
+    """Where a session is: the job's state as the scheduler last said (PENDING, RUNNING, ENDED),
+    or ours before and after it (SUBMITTING: no job id yet; FAILED: the scheduler never took it).
+    A str, so records and --json keep plain names."""
+
+    SUBMITTING = "SUBMITTING"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    ENDED = "ENDED"
+    FAILED = "FAILED"
+
+    @classmethod
+    def of(cls, state: JobState) -> SessionState:
+        """The session state for a known job state (UNKNOWN is never recorded)."""
+        return cls(state.name)
+
+    @property
+    def live(self) -> bool:
+        """The scheduler may still have something to say about it."""
+        return self not in (SessionState.ENDED, SessionState.FAILED)
+
+
 @dataclass
 class Session:
     """What we remember about one session; enough to find the job and its files again."""
@@ -32,7 +55,7 @@ class Session:
     job_name: str
     submitted_at: str
     job_id: str | None = None
-    state: str = "SUBMITTING"
+    state: SessionState = SessionState.SUBMITTING
     reason: str = ""
     node: str = ""
     local_port: int | None = None
@@ -64,7 +87,7 @@ def age(when: str) -> float:
 def record_status(session: Session, status: JobStatus) -> None:
     """Store the scheduler's latest view of the job (state, reason, node) in the record and in ``session``."""
     with updating(session.site, session.session_id) as saved:
-        saved.state = status.state.name
+        saved.state = SessionState.of(status.state)
         ended = status.state is JobState.ENDED
         saved.reason = (end_reason(status) if ended else status.reason) or saved.reason
         saved.node = status.node or saved.node
@@ -107,9 +130,11 @@ def _load(path: Path) -> Session | None:
         return None
     known = {f.name for f in fields(Session)}
     try:
-        return Session(**{k: v for k, v in data.items() if k in known})
-    except TypeError:
+        session = Session(**{k: v for k, v in data.items() if k in known})
+        session.state = SessionState(session.state)
+    except (TypeError, ValueError):
         return None
+    return session
 
 
 @contextlib.contextmanager

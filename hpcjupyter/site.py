@@ -1,53 +1,74 @@
-"""One site, ready to use: its merged profile, its scheduler adapter and (lazily) its login."""
+"""One site, ready to use: its merged profile, its scheduler adapter and its login."""
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from hpcjupyter.remote.base import Result
+from hpcjupyter.remote.base import Prompter, Remote, Result, SshTarget
 from hpcjupyter.schedulers import Scheduler, lookup
 from hpcjupyter.schedulers.base import JobStatus
 from hpcjupyter.schema import Profile
 
+if TYPE_CHECKING:
+    from hpcjupyter.ui import UI
+
+
+def _default_factory(target: SshTarget, prompter: Prompter | None) -> Remote:
+    from hpcjupyter.remote import make_remote
+
+    return make_remote(target, prompter)
+
 
 @dataclass
 class Site:
-    """A profile plus the live pieces built from it; the login is opened on first use."""
+    """A profile plus the live pieces built from it. Nothing touches the network until `login`
+    (or a command that needs the login) is called."""
 
     profile: Profile
     origins: dict[str, str]
     scheduler: Scheduler
-    prompter: Any = None
-    ui: Any = None
-    _remote: Any = field(default=None, repr=False)
+    prompter: Prompter | None = None
+    ui: UI | None = None
+    remote_factory: Callable[[SshTarget, Prompter | None], Remote] = _default_factory
+    """Builds the transport for the profile's [ssh] table (tests pass their own)."""
     prompts: int = 0
+    """How many login prompts the user has answered for this site in this process."""
+    _remote: Remote | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.profile.name
 
     @property
-    def remote(self) -> Any:
-        """The login-node connection, opened (with any prompts) the first time it is needed."""
-        if self._remote is None:
-            from hpcjupyter.remote import make_remote
-            from hpcjupyter.remote.base import SshTarget
+    def target(self) -> SshTarget:
+        ssh = self.profile.ssh
+        transport = "local" if self.profile.scheduler == "local" else ssh.transport
+        return SshTarget(site=self.name, host=ssh.host, user=ssh.user, port=ssh.port, config=ssh.config,
+                         transport=transport)
 
-            ssh = self.profile.ssh
-            transport = "local" if self.profile.scheduler == "local" else ssh.transport
-            target = SshTarget(site=self.name, host=ssh.host, user=ssh.user, port=ssh.port,
-                               config=ssh.config, transport=transport)
-            self._remote = make_remote(target, self.prompter)
+    def login(self) -> Remote:
+        """The login-node connection, opened (relaying any prompts) the first time. Called early by
+        the commands, so a login that cannot work says so before anything else is tried."""
+        if self._remote is None:
+            self._remote = self.remote_factory(self.target, self.prompter)
             self.prompts += self._remote.connect()
         return self._remote
+
+    def relogin(self) -> None:
+        """Re-open a dropped login (one prompt sequence on MFA sites; none while it is up)."""
+        self.prompts += self.login().connect()
 
     def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None) -> Result:
         """Run on the login node; with --verbose the command is shown (scripts on stdin are not)."""
         if self.ui is not None:
             self.ui.debug(f"{self.name}: {shlex.join(argv)}")
-        return self.remote.run(argv, stdin=stdin, timeout=timeout)
+        return self.login().run(argv, stdin=stdin, timeout=timeout)
+
+    def read_file(self, path: str) -> str | None:
+        """A small file's text on the login node, None when it does not exist."""
+        return self.login().read_file(path)
 
     def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """The scheduler's view of these jobs, in one queue query (plus history for gone ones)."""
@@ -60,4 +81,3 @@ class Site:
     def close(self) -> None:
         if self._remote is not None:
             self._remote.close()
-

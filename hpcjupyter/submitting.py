@@ -6,7 +6,7 @@ killed in between leaves a record whose job name (hpcj-<session>) finds the job 
 
 from __future__ import annotations
 
-from hpcjupyter import sessions
+from hpcjupyter import protocol, sessions
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.render import job_dir, render
 from hpcjupyter.request import Request
@@ -30,7 +30,7 @@ def remote_user(site: Site) -> str | None:
 
 def submit(site: Site, request: Request) -> sessions.Session:
     """Render, write, submit; returns the saved session with its job id."""
-    site.remote  # log in first: a login that fails leaves no record behind
+    site.login()  # first: a login that fails leaves no record behind
     user = remote_user(site)
     script = render(site.profile, request, user)
     directory = job_dir(site.profile, request, user)
@@ -39,7 +39,7 @@ def submit(site: Site, request: Request) -> sessions.Session:
         submitted_at=sessions.stamp(),
     )
     sessions.save(session)
-    script_path = f"{directory}/job.sh"
+    script_path = protocol.path(directory, protocol.SCRIPT)
     argv = ["bash", "-c", _SUBMIT_SH, "hpcjupyter-submit", directory, script_path,
             *site.scheduler.submit_argv(script_path, request.job_name)]
     result = site.run(argv, stdin=script)
@@ -53,9 +53,9 @@ def submit(site: Site, request: Request) -> sessions.Session:
         job_id = site.scheduler.parse_submit(result)
     except Exception:
         with sessions.updating(site.name, session.session_id) as failed:
-            failed.state, failed.reason = "FAILED", (result.stderr or result.stdout).strip()[-500:]
+            failed.state, failed.reason = sessions.SessionState.FAILED, (result.stderr or result.stdout).strip()[-500:]
         raise
     with sessions.updating(site.name, session.session_id) as saved:
-        saved.job_id, saved.state = job_id, "PENDING"
+        saved.job_id, saved.state = job_id, sessions.SessionState.PENDING
         session = saved
     return session

@@ -1,21 +1,8 @@
-"""When to ask the scheduler again, and how to describe a waiting job. Pure functions.
-
-Fast at first (a job often starts at once on an idle partition), then never more often than
-the site's ``poll_seconds``: ARCHER2 and Cirrus ask for no more than one query a minute.
-"""
+"""How to describe a waiting or ended job, in one line. Pure functions."""
 
 from __future__ import annotations
 
-from hpcjupyter.schedulers.base import JobState, JobStatus
-
-FIRST_INTERVALS = (15.0, 45.0)  # queries at 0, 15 and 60 s, then every poll_seconds
-
-
-def poll_interval(queries_done: int, poll_seconds: float) -> float:
-    """Seconds to wait after the ``queries_done``-th scheduler query (1-based)."""
-    index = queries_done - 1
-    return min(FIRST_INTERVALS[index], poll_seconds) if 0 <= index < len(FIRST_INTERVALS) else poll_seconds
-
+from hpcjupyter.schedulers.base import JobState, JobStatus, Outcome
 
 def duration(seconds: float) -> str:
     """3725 → '1h02m05s'; short and unambiguous for a progress line."""
@@ -43,7 +30,12 @@ def describe(status: JobStatus, waited: float) -> str:
 
 
 def end_reason(status: JobStatus) -> str:
-    """Why a job ended, in the scheduler's words: state, reason, a non-zero exit status."""
+    """Why a job ended: how (the adapter's outcome), then the scheduler's own words (state, reason,
+    a non-zero exit status), e.g. ``cancelled (F, terminated by you@pbs, exit status 271)``."""
     details = [d for d in (status.native_state, status.reason) if d and d not in ("None", "(null)")]
     exit_text = f"exit status {status.exit_status}" if status.exit_status not in ("", "0", "0:0") else ""
-    return ", ".join(details + ([exit_text] if exit_text else [])) or "it is no longer running"
+    words = ", ".join(details + ([exit_text] if exit_text else []))
+    how = status.outcome.value if status.outcome not in (None, Outcome.UNKNOWN) else ""
+    if how and words:
+        return f"{how} ({words})"
+    return how or words or "it is no longer running"

@@ -12,10 +12,13 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass, replace
-from typing import Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 from hpcjupyter.errors import HpcJupyterError, SchedulerError
 from hpcjupyter.remote.base import Result, Runner
+
+if TYPE_CHECKING:
+    from hpcjupyter.request import Request
 
 NOT_KNOWN = "no longer known to the scheduler"
 """Reason of a job that every status and history query ran fine and none listed."""
@@ -33,9 +36,23 @@ class JobState(enum.IntEnum):
     ENDED = 3
 
 
+class Outcome(enum.Enum):
+    """How an ENDED job ended, decided by its adapter from the scheduler's own words (as PSI/J does)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed out"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class JobStatus:
-    """One job as the scheduler describes it; empty strings where the scheduler says nothing."""
+    """One job as the scheduler describes it; empty strings where the scheduler says nothing.
+
+    ``outcome`` is set for ENDED jobs only; ``never_runs`` is the scheduler's reason when a
+    pending job can never start as asked (it would wait in the queue forever).
+    """
 
     job_id: str
     state: JobState
@@ -47,6 +64,7 @@ class JobStatus:
     start_estimate: str = ""
     exit_status: str = ""
     name: str = ""
+    outcome: Outcome | None = None
 
 
 Parser = Callable[[Result, Sequence[str]], Mapping[str, JobStatus]]
@@ -76,6 +94,11 @@ class QueryFailed(SchedulerError):
 def lines(text: str) -> list[str]:
     """The non-blank lines of ``text``, stripped."""
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line, stripped (a command's gist for a message)."""
+    return next(iter(lines(text)), "")
 
 
 def require_answer(result: Result, benign: Sequence[re.Pattern[str]]) -> None:
@@ -120,6 +143,39 @@ class Scheduler(abc.ABC):
     """A whole line of submit output that is the job id, in a group named ``id``."""
     gone: ClassVar[tuple[re.Pattern[str], ...]]
     """Error lines meaning the job is no longer there (status and cancel take them as answers)."""
+    options: ClassVar[tuple[str, ...]] = ()
+    """Placement options this scheduler has (of partition, qos, queue): any other is refused, so a
+    user never believes a --qos was applied when the scheduler would ignore it."""
+    limit_option: ClassVar[str | None] = None
+    """The option whose value selects the walltime limit (``job.qos_max_hours``)."""
+    job_id_placeholder: ClassVar[str] = ""
+    """What the scheduler replaces by the job id in its output file name (Slurm's ``%j``)."""
+    template_filters: ClassVar[Mapping[str, Callable[[Any], str]]] = {}
+    """Jinja filters the scheduler's header template uses (e.g. PBS's memory spelling)."""
+    never_starts: ClassVar[Mapping[str, str]] = {}
+    """Pending reasons that never clear on their own (the job would wait forever), each with what
+    to change; matched against the start of the reason."""
+    doctor_commands: ClassVar[tuple[str, ...]] = ()
+    """Commands hpcjupyter uses on the login node; `doctor` checks they exist."""
+    doctor_answer: ClassVar[tuple[str, ...]] = ()
+    """A cheap query only the running scheduler answers (doctor); empty where there is none."""
+    doctor_nodes: ClassVar[tuple[str, ...] | None] = None
+    """Lists compute node names (doctor's jump check); None where none can be named before a job runs."""
+
+    def output_path(self, job_dir: str, job_id: str) -> str:
+        """The scheduler's own output file of a job (the header template passes
+        `job_id_placeholder`); read when the job died before its own log existed."""
+        return f"{job_dir}/{self.name}.out"
+
+    def why_never_starts(self, status: JobStatus) -> str | None:
+        """What to change when a pending job's reason means it can never start, else None."""
+        if status.state is not JobState.PENDING:
+            return None
+        return next((fix for reason, fix in self.never_starts.items() if status.reason.startswith(reason)), None)
+
+    def check_placement(self, ask: Callable[[Sequence[str]], Result], request: Request, site: str) -> str:
+        """Doctor: the account, partition/qos or queue exist for the user (what was found), or raise."""
+        return "does not apply: no scheduler"
 
 
     @abc.abstractmethod
@@ -207,4 +263,4 @@ def _same_job(asked: str, listed: str) -> bool:
 def _unresolved(job_id: str, failure: str) -> JobStatus:
     if failure:
         return JobStatus(job_id, JobState.UNKNOWN, reason=failure)
-    return JobStatus(job_id, JobState.ENDED, reason=NOT_KNOWN)
+    return JobStatus(job_id, JobState.ENDED, reason=NOT_KNOWN, outcome=Outcome.UNKNOWN)

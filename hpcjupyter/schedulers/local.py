@@ -1,4 +1,4 @@
-"""The ``local`` scheduler: background processes on this machine, run by `hpcjupyter.localjob`."""
+"""The ``local`` scheduler: background processes on this machine, run by `hpcjupyter.schedulers.localjob`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Sequence
 
-from hpcjupyter import localjob
+from hpcjupyter import protocol
+from hpcjupyter.schedulers import localjob
 from hpcjupyter.remote.base import Result
 from hpcjupyter.schedulers.base import (
     JobState,
     JobStatus,
+    Outcome,
     Query,
     QueryFailed,
     Scheduler,
@@ -39,6 +42,7 @@ def parse_status(result: Result, job_ids: Sequence[str] = ()) -> dict[str, JobSt
         except ValueError as exc:
             raise QueryFailed(f"localjob printed something that is not JSON: {line[:200]}") from exc
         native, state = classify(STATES, job["state"])
+        code = job.get("exit_status", "")
         jobs[job["job_id"]] = JobStatus(
             job_id=job["job_id"],
             state=state,
@@ -46,10 +50,20 @@ def parse_status(result: Result, job_ids: Sequence[str] = ()) -> dict[str, JobSt
             reason=job.get("reason", ""),
             node=job.get("node", ""),
             time_used=job.get("time_used", ""),
-            exit_status=job.get("exit_status", ""),
+            exit_status=code,
             name=job.get("name", ""),
+            outcome=outcome(native, code) if state is JobState.ENDED else None,
         )
     return jobs
+
+
+def outcome(native: str, exit_status: str) -> Outcome:
+    """EXITED 0 is a clean end (Jupyter shut down from its menu); LOST left no exit status."""
+    if native == localjob.CANCELLED:
+        return Outcome.CANCELLED
+    if native == localjob.EXITED:
+        return Outcome.COMPLETED if exit_status == "0" else Outcome.FAILED
+    return Outcome.UNKNOWN
 
 
 class Local(Scheduler):
@@ -70,6 +84,9 @@ class Local(Scheduler):
     def find_by_name_query(self, name: str) -> Query:
         return Query(_localjob("status", "--name", name), parse_status)
 
+    def output_path(self, job_dir: str, job_id: str) -> str:
+        return str(localjob.output_of(Path(job_dir) / protocol.SCRIPT))
+
     def job_path(self) -> tuple[str, ...]:
         """Jobs run on this machine: the Python environment hpcjupyter runs from comes first, so a
         jupyterlab installed beside it (a venv, ``pipx inject``) is found without activating
@@ -78,4 +95,4 @@ class Local(Scheduler):
 
 
 def _localjob(*args: str) -> list[str]:
-    return [sys.executable, "-m", "hpcjupyter.localjob", *args]
+    return [sys.executable, "-m", "hpcjupyter.schedulers.localjob", *args]

@@ -59,7 +59,7 @@ def test_verbose_shows_commands_but_never_the_token_and_pipes_get_plain_lines(cl
         process.wait(timeout=60)
     finally:
         stderr = stop(process)
-    assert "[verbose] local: " in stderr and "hpcjupyter.localjob submit" in stderr
+    assert "[verbose] local: " in stderr and "hpcjupyter.schedulers.localjob submit" in stderr
     assert token not in stderr
     assert "\x1b[" not in stderr  # no colour or cursor control when piped
 
@@ -70,3 +70,19 @@ def test_quiet_keeps_only_results(cli) -> None:
     job_id = result.stdout.strip()
     assert job_id.startswith("local-") and result.stderr == ""
     assert cli.run("-q", "cancel", job_id).returncode == 0
+
+
+def test_jupyter_shut_down_from_its_menu_is_a_clean_end(cli) -> None:
+    """Bug B: File > Shut Down (POST /api/shutdown) ends the local job with status 0: exit 0."""
+    process = cli.start("submit", "--site", "local", "--connect", "--no-browser")
+    try:
+        port, token = port_and_token(read_url(process))
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/shutdown", method="POST",
+                                         headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status in (200, 204)
+        assert process.wait(timeout=120) == 0
+    finally:
+        stderr = stop(process)
+    assert "ended: completed" in stderr
+    assert cli.json("ls")[0]["state"] == "ENDED"

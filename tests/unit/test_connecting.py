@@ -1,5 +1,6 @@
 """Pure helpers of connect and ls: scheduler times, end reasons, the ls table, recovery of lost submits."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,9 @@ from hpcjupyter.connecting import seconds_of, time_left
 from hpcjupyter.wait import end_reason
 from hpcjupyter.listing import refresh, rows
 from hpcjupyter.remote.base import Result
-from hpcjupyter.schedulers.base import JobState, JobStatus, Query
+from hpcjupyter.protocol import PEEK_SEPARATOR
+from hpcjupyter.schedulers import get_scheduler
+from hpcjupyter.schedulers.base import JobState, JobStatus, Outcome, Query
 
 
 @pytest.mark.parametrize("text,seconds", [("5:23", 323), ("1:00:00", 3600), ("1-02:03:04", 93784),
@@ -27,7 +30,11 @@ def test_time_left_from_limit_and_used() -> None:
 def test_end_reason_names_state_reason_and_a_failing_exit() -> None:
     status = JobStatus(job_id="1", state=JobState.ENDED, native_state="TIMEOUT", reason="TimeLimit", exit_status="0:15")
     assert end_reason(status) == "TIMEOUT, TimeLimit, exit status 0:15"
-    assert end_reason(JobStatus(job_id="1", state=JobState.ENDED, native_state="COMPLETED", exit_status="0")) == "COMPLETED"
+    timed_out = replace(status, outcome=Outcome.TIMED_OUT)
+    assert end_reason(timed_out) == "timed out (TIMEOUT, TimeLimit, exit status 0:15)"
+    done = JobStatus(job_id="1", state=JobState.ENDED, native_state="COMPLETED", exit_status="0",
+                     outcome=Outcome.COMPLETED)
+    assert end_reason(done) == "completed (COMPLETED)"
     assert end_reason(JobStatus(job_id="1", state=JobState.ENDED)) == "it is no longer running"
 
 
@@ -84,21 +91,19 @@ class PeekSite:
 
     name = "tb"
 
-    def __init__(self, mode: str, text: str, log: str) -> None:
-        from hpcjupyter.connecting import _SEPARATOR
-
-        self.stdout = f"{mode}\n{text}\n{_SEPARATOR}\n{log}"
-        self.scheduler = type("S", (), {"name": "slurm"})()
-        self.remote = self
+    def __init__(self, mode: str, text: str, log: str, files: dict[str, str] | None = None) -> None:
+        self.stdout = f"{mode}\n{text}\n{PEEK_SEPARATOR}\n{log}"
+        self.scheduler = get_scheduler("slurm")
+        self.files = files or {}
 
     def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> Result:
         return Result(0, self.stdout, "")
 
     def read_file(self, path: str) -> str | None:
-        return None
+        return self.files.get(path)
 
 
-def waiter_for(site: PeekSite):
+def waiter_for(site: PeekSite):  # type: ignore[no-untyped-def]
     from hpcjupyter.connecting import Waiter
 
     session = sessions.Session(site="tb", session_id="s", job_dir="/j", job_name="hpcj-s",
@@ -145,3 +150,28 @@ def test_jupyter_own_url_is_the_fallback_and_nothing_yet_is_none() -> None:
     found = waiter_for(PeekSite("", "", log)).ready()
     assert found is not None and (found.endpoint.port, found.token) == (8888, "abc")
     assert waiter_for(PeekSite("", "", "hpcjupyter: job 7 starting\n")).ready() is None
+
+
+def test_a_job_that_died_before_its_log_shows_the_schedulers_output_file() -> None:
+    """Bug A: Slurm writes slurm-<id>.out (the header's --output), not slurm.out."""
+    from hpcjupyter.connecting import job_ended
+    from hpcjupyter.joblog import read_log
+
+    site = PeekSite("", "", "", files={"/j/slurm-7.out": "/var/spool/slurmd/job7/slurm_script: module: not found\n"})
+    session = sessions.Session(site="tb", session_id="s", job_dir="/j", job_name="hpcj-s", submitted_at="", job_id="7")
+    ended = JobStatus("7", JobState.ENDED, native_state="FAILED", exit_status="127", outcome=Outcome.FAILED)
+    error = job_ended(site, session, ended)  # type: ignore[arg-type]
+    assert "module: not found" in str(error) and "wrote no log" not in str(error)
+    assert read_log(site, session) == site.files["/j/slurm-7.out"]  # type: ignore[arg-type]
+
+
+def test_connecting_to_a_cancelled_job_says_so_without_the_jupyter_log() -> None:
+    from hpcjupyter.connecting import job_ended
+
+    site = PeekSite("", "", "", files={"/j/job.log": "[I ServerApp] lots of Jupyter lines\n" * 30})
+    session = sessions.Session(site="tb", session_id="s", job_dir="/j", job_name="hpcj-s", submitted_at="", job_id="7")
+    ended = JobStatus("7", JobState.ENDED, native_state="CANCELLED", reason="CANCELLED by 1000",
+                      outcome=Outcome.CANCELLED)
+    error = job_ended(site, session, ended)  # type: ignore[arg-type]
+    assert str(error).startswith("job 7 on tb was cancelled: cancelled (CANCELLED, CANCELLED by 1000).")
+    assert "ServerApp" not in str(error) and "hpcjupyter submit --site tb" in str(error)

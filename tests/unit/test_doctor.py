@@ -18,6 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 from hpcjupyter import doctor
+from hpcjupyter.schedulers import slurm
 from hpcjupyter.cli_doctor import doctor as doctor_command
 from hpcjupyter.doctor import CheckResult, Context, run_checks
 from hpcjupyter.errors import ProfileError
@@ -337,10 +338,10 @@ def test_the_jupyter_script_is_valid_bash_with_every_part() -> None:
 
 
 def test_parsers() -> None:
-    assert doctor.slurm_partitions("serial*\nstandard\nstandard\n") == (["serial", "standard"], "serial")
-    assert doctor.slurm_associations("E123|a,b\ne123|c\nx|\n") == {"e123": {"a", "b", "c"}, "x": set()}
-    assert doctor.association_problem("E123", "c", {"e123": {"c"}}) == ""
-    assert doctor.association_problem(None, "d", {"e1": {"c"}, "e2": {"d"}}) == ""
+    assert slurm.partitions("serial*\nstandard\nstandard\n") == (["serial", "standard"], "serial")
+    assert slurm.associations("E123|a,b\ne123|c\nx|\n") == {"e123": {"a", "b", "c"}, "x": set()}
+    assert slurm.association_problem("E123", "c", {"e123": {"c"}}) == ""
+    assert slurm.association_problem(None, "d", {"e1": {"c"}, "e2": {"d"}}) == ""
     assert doctor.first_node("") is None and doctor.first_node("n1\nn2") == "n1"
     assert doctor.marked(f"{doctor.MARK}a\nnoise\n{doctor.MARK}b \n") == "b"
 

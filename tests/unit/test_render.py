@@ -132,7 +132,7 @@ def test_jupyter_line_and_token_handling(sandbox: Sandbox) -> None:
     token_lines = [line for line in text if "TOKEN" in line.upper() and not line.lstrip().startswith("#")]
     assert all("JUPYTER_TOKEN" in line for line in token_lines)
     assert not any("$JUPYTER_TOKEN" in line or "${JUPYTER_TOKEN" in line for line in text)
-    assert 'export JUPYTER_RUNTIME_DIR="$HPCJ_JOB_DIR/runtime"' in text
+    assert 'export JUPYTER_RUNTIME_DIR="$HPCJ_JOB_DIR"/runtime' in text
     assert f"HPCJ_JOB_DIR=/work/e123/e123/{USER}/hpcjupyter/{SESSION}" in text
 
 

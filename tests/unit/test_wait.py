@@ -1,32 +1,76 @@
-"""Polling schedule and progress lines (hpcjupyter.wait)."""
+"""The wait loop's pacing (real Waiter, fake clock) and progress lines (hpcjupyter.wait)."""
 
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from hpcjupyter.connecting import Waiter
+from hpcjupyter.errors import HpcJupyterError
+from hpcjupyter.remote.base import Result
+from hpcjupyter.schedulers import get_scheduler
 from hpcjupyter.schedulers.base import JobState, JobStatus
-from hpcjupyter.wait import describe, duration, poll_interval
+from hpcjupyter.ui import UI
+from hpcjupyter.wait import describe, duration
 
 
-def schedule(poll_seconds: float, window: float) -> list[float]:
-    """Times at which queries happen in [0, window) under poll_interval."""
-    times, now, done = [], 0.0, 0
-    while now < window:
-        times.append(now)
-        done += 1
-        now += poll_interval(done, poll_seconds)
-    return times
+class FakeClock:
+    """Time that passes only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
-def test_fast_first_then_capped_at_the_site_floor() -> None:
-    assert [poll_interval(n, 60) for n in range(1, 7)] == [15, 45, 60, 60, 60, 60]
+class QueuedSite:
+    """A site whose job stays queued: counts scheduler queries (with their times) and peeks."""
+
+    def __init__(self, clock: FakeClock, poll_seconds: int, state: JobState = JobState.PENDING) -> None:
+        self.clock, self.state = clock, state
+        self.name = "s"
+        self.profile = SimpleNamespace(env=SimpleNamespace(poll_seconds=poll_seconds))
+        self.scheduler = get_scheduler("slurm")
+        self.queries: list[float] = []
+        self.peeks = 0
+
+    def status(self, job_ids: list[str]) -> dict[str, JobStatus]:
+        self.queries.append(self.clock.now)
+        return {job_ids[0]: JobStatus(job_ids[0], self.state, native_state="PD", reason="Priority")}
+
+    def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> Result:
+        self.peeks += 1
+        return Result(0, "\n\n--- hpcjupyter: job log follows ---\n", "")
 
 
-def test_at_most_twelve_queries_in_ten_minutes_with_a_sixty_second_floor() -> None:
-    times = schedule(60, 600)
-    assert len(times) <= 11  # the target is 12: keep a margin
-    gaps = [b - a for a, b in zip(times, times[1:]) if a >= 60]
-    assert gaps and min(gaps) >= 60
+def waited(site: QueuedSite, clock: FakeClock, seconds: float, mocker: Any) -> None:
+    """Run the real Waiter.wait() until its timeout."""
+    mocker.patch("hpcjupyter.connecting.sessions.record_status")
+    session = SimpleNamespace(job_id="42", job_dir="/w/s", site="s", session_id="s")
+    waiter = Waiter(site, session, UI(quiet=True), timeout=seconds, clock=clock)  # type: ignore[arg-type]
+    with pytest.raises(HpcJupyterError, match="gave up after"):
+        waiter.wait()
 
 
-def test_a_small_floor_is_honoured_from_the_start() -> None:
-    assert [poll_interval(n, 1) for n in range(1, 5)] == [1, 1, 1, 1]
+def test_queries_never_closer_than_poll_seconds_over_ten_queued_minutes(mocker: Any) -> None:
+    clock = FakeClock()
+    site = QueuedSite(clock, poll_seconds=60)
+    waited(site, clock, 600, mocker)
+    gaps = [b - a for a, b in zip(site.queries, site.queries[1:])]
+    assert site.queries[0] == 1000.0  # the first question is asked at once
+    assert len(site.queries) == 11 and min(gaps) >= 60
+    assert site.peeks >= 250  # the job directory is looked at every 2 s meanwhile (a file read)
+
+
+def test_a_small_poll_interval_is_honoured(mocker: Any) -> None:
+    clock = FakeClock()
+    site = QueuedSite(clock, poll_seconds=1)
+    waited(site, clock, 10, mocker)
+    assert len(site.queries) >= 10
 
 
 def test_duration() -> None:

@@ -1,13 +1,13 @@
 """Background "jobs" on this machine: the sbatch/squeue/scancel of the ``local`` scheduler.
 
-    python -m hpcjupyter.localjob submit SCRIPT [--name NAME]   prints the job id
-    python -m hpcjupyter.localjob status [--name NAME] [JOB_ID ...]   one JSON line per known job
-    python -m hpcjupyter.localjob cancel JOB_ID ...
+    python -m hpcjupyter.schedulers.localjob submit SCRIPT [--name NAME]   prints the job id
+    python -m hpcjupyter.schedulers.localjob status [--name NAME] [JOB_ID ...]   one JSON line per known job
+    python -m hpcjupyter.schedulers.localjob cancel JOB_ID ...
 
 A job is a wrapper process (``_run``) leading its own session, so it outlives the command that
 started it and one signal reaches its whole process group (whose id is the wrapper's pid). It
 runs ``bash SCRIPT`` in the script's directory with ``HPCJ_LOCAL_JOB_ID`` set, output to
-``SCRIPT.<random>.out``, and records the exit code when the script ends. The registry,
+``SCRIPT.out`` (appended to), and records the exit code when the script ends. The registry,
 ``<state dir>/local-jobs/``, holds ``<id>.json`` (written by submit), ``<id>.exit`` (by the
 wrapper) and ``<id>.cancelled`` (by cancel).
 """
@@ -42,6 +42,11 @@ def registry() -> Path:
     return directory
 
 
+def output_of(script: Path) -> Path:
+    """Where a job's stdout and stderr go: beside its script, so the job directory holds it."""
+    return script.with_name(script.name + ".out")
+
+
 def submit(script: Path, name: str) -> str:
     """Start the wrapper detached and record it before printing the id, so status always finds it.
 
@@ -51,11 +56,11 @@ def submit(script: Path, name: str) -> str:
     if not script.is_file():
         raise SystemExit(f"localjob: no such script: {script}")
     token = secrets.token_hex(4)
-    log = script.with_name(f"{script.name}.{token}.out")
+    log = output_of(script)
     ready, started = os.pipe()
     with open(log, "ab") as out:
         wrapper = subprocess.Popen(
-            [sys.executable, "-m", "hpcjupyter.localjob", "_run", token, str(script), str(registry()), str(started)],
+            [sys.executable, "-m", "hpcjupyter.schedulers.localjob", "_run", token, str(script), str(registry()), str(started)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -177,7 +182,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpcjupyter.localjob")
+    parser = argparse.ArgumentParser(prog="python -m hpcjupyter.schedulers.localjob")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("submit")
     p.add_argument("script", type=Path)

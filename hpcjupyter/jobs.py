@@ -1,0 +1,92 @@
+"""Use cases on one job: find its session (and site), ask its status, cancel it.
+
+Plain functions returning results; the CLI prints them. Failures are `HpcJupyterError`s that say
+what to do next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from hpcjupyter import sessions
+from hpcjupyter.connecting import cancel
+from hpcjupyter.errors import HpcJupyterError
+from hpcjupyter.schedulers import NOT_KNOWN
+from hpcjupyter.schedulers.base import JobState, JobStatus
+from hpcjupyter.site import Site
+
+OpenSite = Callable[[str], Site]
+
+
+def find_session(job_id: str, site_name: str | None, open_site: OpenSite) -> tuple[sessions.Session, Site]:
+    """The session record of a job and its site; a job submitted elsewhere gets a record (adopted)."""
+    session = sessions.find(job_id, site_name)
+    if session is not None:
+        return session, open_site(session.site)
+    if site_name is None:
+        raise HpcJupyterError(
+            f"no session with job id {job_id} is recorded on this machine.",
+            "Give the site it runs on with --site NAME (see 'hpcjupyter ls' for recorded jobs).",
+        )
+    from hpcjupyter.adopt import adopt
+
+    elsewhere = sorted({s.site for s in sessions.all_sessions() if s.job_id == job_id and s.site != site_name})
+    site = open_site(site_name)
+    try:
+        return adopt(site, job_id), site
+    except HpcJupyterError as exc:
+        if not elsewhere:
+            raise
+        # The same id recorded on another site: most likely a --site typo, so say where it is.
+        raise HpcJupyterError(
+            f"{exc.message} This machine has job {job_id} recorded on site {', '.join(elsewhere)}, not on {site_name}.",
+            f"To use that one, leave out --site (or give --site {elsewhere[0]}).",
+        ) from None
+
+
+def status(job_id: str, site_name: str | None, open_site: OpenSite) -> tuple[JobStatus, Site]:
+    """Any job of the user's: the site is the recorded one unless given."""
+    recorded = sessions.find(job_id, site_name)
+    name = site_name or (recorded.site if recorded is not None else None)
+    if name is None:
+        raise HpcJupyterError(
+            f"no session with job id {job_id} is recorded on this machine.",
+            "Give the site it runs on with --site NAME (any job of yours can be asked about).",
+        )
+    site = open_site(name)
+    site.login()  # first: a login that cannot work says so, not "could not say what job"
+    found = site.status([job_id]).get(job_id)
+    if found is None or found.state is JobState.UNKNOWN:
+        raise HpcJupyterError(
+            f"the scheduler on {name} could not say what job {job_id} is"
+            f"{': ' + found.reason if found is not None and found.reason else ''}.",
+            "Check the job id; if the cluster is busy, try again in a minute.",
+        )
+    # A job we submitted that the scheduler has purged (no accounting) ended; any other id nobody
+    # knows is most likely a typo.
+    if found.reason == NOT_KNOWN and not found.native_state and recorded is None:
+        raise HpcJupyterError(f"job {job_id} is not known to the scheduler on {name}.",
+                              "Check the job id (and the site).")
+    if recorded is not None:
+        sessions.record_status(recorded, found)
+    return found, site
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What cancel did: ``already`` holds the job's status when it had ended before."""
+
+    already: JobStatus | None = None
+
+
+def cancel_job(site: Site, session: sessions.Session) -> Cancelled:
+    """Cancel the job unless it has ended already (then say how it ended, and change nothing)."""
+    job_id = session.job_id or ""
+    found = site.status([job_id]).get(job_id)
+    if found is not None and found.state is JobState.ENDED:
+        sessions.record_status(session, found)
+        return Cancelled(already=found)
+    cancel(site, session)
+    return Cancelled()
+

@@ -1,0 +1,77 @@
+"""The job-side protocol: what the batch script leaves in its job directory, and how it is read.
+
+One place for the names both sides share. The templates get them as values (``protocol`` in the
+render context); the client reads the same names from here. The job directory holds:
+
+- ``job.sh``: the rendered script; ``job.log``: the script's own log (PBS spools its stdout
+  until the job ends, so the script writes one the login node can read while it runs);
+- ``connection.json`` (0600): host, port and token, written atomically once Jupyter listens and
+  removed when it stops; the token never appears anywhere else;
+- in the log: one ``HPCJUPYTER_READY host=... port=...`` marker line (no token) for humans and
+  the fallback reader, and ``hpcjupyter: ...`` lines saying why the script gave up.
+"""
+
+from __future__ import annotations
+
+import re
+
+SCRIPT = "job.sh"
+LOG = "job.log"
+CONNECTION = "connection.json"
+RUNTIME = "runtime"
+"""Jupyter's runtime directory inside the job directory (``JUPYTER_RUNTIME_DIR``)."""
+MARKER = "HPCJUPYTER_READY"
+JOB_NAME_PREFIX = "hpcj-"
+"""Every job is named ``hpcj-<session id>``, and the session id names the job directory: the name
+alone finds a job whose submit was interrupted, or one submitted from another machine."""
+SAY = "hpcjupyter: "
+"""Prefix of the script's own log lines."""
+ENDED = "job script ended with status"
+NOT_READY = "jupyter exited with status {status} before it was ready"
+PRIVATE_MODE = "-rw-------"
+"""The only mode ``connection.json`` may have (as ``ls -l`` shows it): anything else leaks the token."""
+
+_ANY_STATUS = r"\d+"
+GAVE_UP = re.compile(rf"^{SAY}({NOT_READY.format(status=_ANY_STATUS)}|{ENDED} [1-9]\d*)", re.MULTILINE)
+"""A line the script writes when it ends before Jupyter is reachable."""
+
+PEEK_SEPARATOR = "--- hpcjupyter: job log follows ---"
+_PEEK_SH = (
+    'ls "$1" >/dev/null 2>&1; m=$(ls -ln "$1/$2" 2>/dev/null | cut -c1-10); echo "$m"; '
+    'cat "$1/$2" 2>/dev/null; printf "\\n%s\\n" "$4"; tail -c 16384 "$1/$3" 2>/dev/null'
+)
+"""$1 job dir, $2 connection file, $3 log, $4 separator. ``ls`` first: on NFS it refreshes the
+directory's attribute cache. Prints the connection file's mode (as ``ls -l`` shows it: portable),
+its text, the separator, and the end of the log."""
+
+
+def template_values() -> dict[str, str]:
+    """The names the job script uses, as the templates see them (``protocol.log`` ...)."""
+    return {"script": SCRIPT, "log": LOG, "connection": CONNECTION, "runtime": RUNTIME, "marker": MARKER,
+            "say": SAY, "ended": ENDED, "not_ready": NOT_READY.format(status="$HPCJ_RC")}
+
+
+def path(job_dir: str, name: str) -> str:
+    """A file of the job directory."""
+    return f"{job_dir.rstrip('/')}/{name}"
+
+
+def job_name(session_id: str) -> str:
+    return JOB_NAME_PREFIX + session_id
+
+
+def session_of(job_name: str) -> str | None:
+    """The session id in a job's name, or None for a job hpcjupyter did not start."""
+    return job_name[len(JOB_NAME_PREFIX) :] if job_name.startswith(JOB_NAME_PREFIX) else None
+
+
+def peek_argv(job_dir: str) -> list[str]:
+    """One round trip that shows the connection file (mode and text) and the log's end."""
+    return ["sh", "-c", _PEEK_SH, "hpcjupyter-peek", job_dir, CONNECTION, LOG, PEEK_SEPARATOR]
+
+
+def parse_peek(stdout: str) -> tuple[str, str, str]:
+    """`peek_argv`'s output → (the connection file's mode, its text, the log's end)."""
+    head, _, log = stdout.partition(f"\n{PEEK_SEPARATOR}\n")
+    mode, _, text = head.partition("\n")
+    return mode.strip(), text, log
