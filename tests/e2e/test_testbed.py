@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import time
@@ -19,6 +21,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+TESTBED_SH = Path(__file__).resolve().parents[1] / "cluster" / "testbed.sh"
 
 
 def wait_until(predicate, timeout=30.0, interval=0.3, what="condition"):
@@ -182,6 +185,67 @@ def test_password_only_login(testbed):
     assert r.returncode == 255
 
 
+def _replace_by_rename(path: Path) -> None:
+    """What useradd, passwd, vipw and apt's adduser do: write a new file beside PATH and
+    rename() it over PATH (same content, mode and owner here)."""
+    st = path.stat()
+    tmp = path.with_name(f".{path.name}.hpcj-test-{uuid.uuid4().hex[:6]}")
+    shutil.copy2(path, tmp)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    os.replace(tmp, path)
+
+
+def test_logins_survive_laptop_passwd_replaced_by_rename(disruptive):
+    """A rename over the laptop's /etc/passwd (any useradd or package install while the bed is
+    up) used to detach the hosts' single-file bind mounts of the bed's passwd/group/shadow:
+    every login then failed with "Permission denied (publickey)"."""
+    tb = disruptive
+    for name in ("passwd", "group", "shadow"):
+        _replace_by_rename(Path("/etc") / name)
+    for host in ["login", *tb.nodes]:
+        r = tb.exec(host, "getent", "passwd", tb.user)
+        assert r.returncode == 0 and r.stdout.startswith(f"{tb.user}:"), (host, r.stdout, r.stderr)
+    r = tb.ssh(tb.login_alias, "id -un")
+    assert r.returncode == 0 and r.stdout.strip() == tb.user, r.stderr
+    r = tb.ssh("node2", "id -un", options=("-J", tb.login_alias))
+    assert r.returncode == 0 and r.stdout.strip() == tb.user, r.stderr
+    child = pexpect.spawn("ssh", tb.ssh_argv(tb.pw_alias, "echo PW-$((6*7))")[1:],
+                          encoding="utf-8", timeout=30)
+    try:                                   # password login reads the bed's shadow
+        child.expect(r"password: ")
+        child.sendline(tb.password)
+        child.expect("PW-42")
+    finally:
+        child.close(force=True)
+    st = subprocess.run(["bash", str(TESTBED_SH), "status"], capture_output=True, text=True,
+                        env={**os.environ, "HPCJ_TESTBED_DIR": str(tb.dir)})
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "known on every host" in st.stdout
+
+
+def test_status_says_when_a_hosts_user_database_is_gone(disruptive):
+    """If a host's users vanish anyway, `testbed.sh status` says which host and why, and fails."""
+    tb = disruptive
+    link = tb.dir / "hosts" / "node2" / "etc" / "passwd"
+    target = os.readlink(link)
+    stale = link.with_name("passwd.hpcj-test")
+    stale.write_text("".join(line for line in Path(target).read_text().splitlines(keepends=True)
+                             if not line.startswith(f"{tb.user}:")))
+    stale.chmod(0o644)
+    try:
+        os.replace(stale, link)            # node2 now has a passwd without the test user
+        st = subprocess.run(["bash", str(TESTBED_SH), "status"], capture_output=True, text=True,
+                            env={**os.environ, "HPCJ_TESTBED_DIR": str(tb.dir)})
+        assert st.returncode != 0
+        assert f"host node2: user database BROKEN: user '{tb.user}' is unknown" in st.stdout, st.stdout
+        assert "Permission denied (publickey)" in st.stdout
+        assert "host login: user database" not in st.stdout
+    finally:
+        link.unlink()
+        os.symlink(target, link)
+    assert tb.ssh("node2", "true", options=("-J", tb.login_alias)).returncode == 0
+
+
 # ---- Slurm -------------------------------------------------------------------------------
 def test_sbatch_runs_on_a_compute_node(testbed):
     jobdir = f"{testbed.remote_dir}/smoke-{uuid.uuid4().hex[:8]}"
@@ -243,6 +307,33 @@ def test_slurm_client_commands_work_for_the_user(testbed):
         assert r.stdout.startswith("JobID|State|ExitCode\n")
     else:                        # default: no accounting storage, Slurm's real error
         assert r.returncode == 1 and "Slurm accounting storage is disabled" in r.stderr
+
+
+def test_sacct_reports_a_finished_jobs_state_and_exit_code(testbed):
+    """With accounting (CI: HPCJ_TESTBED_ACCOUNTING=1), `sacct -X -P -n -j ID` -- the history
+    lookup hpcjupyter does for a job squeue no longer lists -- answers for a finished job."""
+    if not testbed.accounting:
+        assert os.environ.get("HPCJ_TESTBED_ACCOUNTING") != "1", \
+            "HPCJ_TESTBED_ACCOUNTING=1 but the running bed has no accounting"
+        pytest.skip("bed without Slurm accounting (HPCJ_TESTBED_ACCOUNTING=1 adds it)")
+    r = testbed.ssh(testbed.login_alias, "sbatch --parsable -o /dev/null --wrap 'exit 3'")
+    assert r.returncode == 0, r.stderr
+    jobid = r.stdout.strip().split(";")[0]
+
+    def history():
+        q = testbed.ssh(testbed.login_alias, f"sacct -X -P -n -j {jobid} -o JobID,State,ExitCode")
+        return q.stdout.strip() if q.returncode == 0 and "|FAILED|" in q.stdout else None
+
+    assert wait_until(history, 30, what="sacct to record the job's end") == f"{jobid}|FAILED|3:0"
+    # the default columns too (what a bare `sacct -X -P -n -j ID` prints)
+    r = testbed.ssh(testbed.login_alias, f"sacct -X -P -n -j {jobid}")
+    assert r.returncode == 0, r.stderr
+    fields = r.stdout.strip().split("|")
+    assert fields[0] == jobid and "FAILED" in fields and fields[-1] == "3:0", r.stdout
+    # and the user's association (what doctor's account check reads)
+    r = testbed.ssh(testbed.login_alias,
+                    'sacctmgr -n -P show assoc user="$(id -un)" format=account,qos')
+    assert r.returncode == 0 and "hpcj|" in r.stdout, (r.stdout, r.stderr)
 
 
 # ---- JupyterLab ----------------------------------------------------------------------------
