@@ -14,6 +14,7 @@
 #   testbed.sh calls [CMD]        count logged scheduler-command calls on login
 #
 # HPCJ_TESTBED_ACCOUNTING=1 adds slurmdbd + MariaDB on login (sacct answers); default: none.
+# `up --twin` (or HPCJ_TESTBED_TWINS=1) adds the site twins (Cirrus/ARCHER2, Imperial CX3 shapes).
 #
 # Everything lives under $HPCJ_TESTBED_DIR (default /srv/hpcj-testbed); a pip cache and the
 # parked JupyterLab venv live under $HPCJ_TESTBED_CACHE (default /var/cache/hpcj-testbed).
@@ -46,10 +47,23 @@ NODE_CPUS=4
 NODE_MEM_MB=8000
 OATH_WINDOW=5
 ACCOUNTING=${HPCJ_TESTBED_ACCOUNTING:-0}   # 1: slurmdbd + MariaDB, so that sacct answers
+TWINS=${HPCJ_TESTBED_TWINS:-0}             # 1 (or `up --twin`): the site twins, see README.md
 JUPYTER_SPEC=${HPCJ_TESTBED_JUPYTER_SPEC:-jupyterlab}   # pip requirement(s), space separated
 SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 HOMEDIR="$BED/shared/home/$TUSER"
+# ---- site twins (up --twin): HPE Cray EX (Cirrus, ARCHER2) and Imperial CX3 shapes --------------
+CRAY_USER=crayuser            # key + TOTP on the MFA sshd, like SAFE accounts
+IC_USER=icuser                # password only, like Imperial
+PROJECT=t01
+BUDGET=t01-test
+TWIN_FS="$BED/twins/fs"       # the laptop's view of the twins' /home (login only), /work, /epccfs, /rds
+TWIN_MOUNTS=(/home /work /epccfs /rds)
+PE="$BED/shared/twins/cray-pe"              # the "Cray PE": modulecmd, python/3.11 (cray-python)
+CRAY_HOME=/home/$PROJECT/$PROJECT/$CRAY_USER
+CRAY_WORK=/work/$PROJECT/$PROJECT/$CRAY_USER
+CRAY_EPCCFS=/epccfs/$PROJECT/$PROJECT/$CRAY_USER
+IC_HOME=/rds/general/user/$IC_USER/home
 VENV="$BED/shared/jupyter-venv"
 SSHD_NAMES=(login mfa pw node1 node2)
 
@@ -122,11 +136,26 @@ hostinit() {
   mount --bind "$d/tmp" /tmp
   mount --bind "$d/var-tmp" /var/tmp
   mount --bind "$d/var-log" /var/log
-  for f in hosts hostname resolv.conf; do
-    if [[ -f /etc/$f && ! -L /etc/$f ]]; then mount --bind "$d/etc/$f" "/etc/$f"; fi
-  done
-  for f in passwd group shadow; do mount --bind "$BED/etc/$f" "/etc/$f"; done
+  # A private copy of the whole /etc (made by gen_files), not bind mounts of single files.
+  # Why: a bind mount of a single file is attached to that file's dentry. `useradd`, `passwd`,
+  # `vipw`, apt (adduser in maintainer scripts) ... write a new /etc/passwd and rename() it over
+  # the old one; since Linux 3.18 the rename detaches every mount on the old dentry in all
+  # namespaces, so the hosts silently fell back to the laptop's passwd without `hpcuser` and
+  # every login failed with "Permission denied (publickey)". A mount of the /etc directory
+  # itself is never renamed away. Its passwd/group/shadow are symlinks to $BED/etc/, the one
+  # copy `up` writes (users of the bed and of the twins); hosts, hostname and resolv.conf are
+  # plain per-host files. `status` checks that every host still resolves the bed's users.
+  mount --bind "$d/etc" /etc
   mount --bind "$BED/etc/slurm" /etc/slurm
+  if [[ "$(cat "$BED/run/twins" 2>/dev/null)" == 1 ]]; then
+    # twins: the site filesystems at their real paths; /home only on login (as on ARCHER2 and
+    # Cirrus, where /home is not mounted on compute nodes): the nodes get an empty read-only one
+    mount --bind "$TWIN_FS/work" /work
+    mount --bind "$TWIN_FS/epccfs" /epccfs
+    mount --bind "$TWIN_FS/rds" /rds
+    if [[ $h == login ]]; then mount --bind "$TWIN_FS/home" /home
+    else mount -t tmpfs -o ro,mode=0755,size=64k "hpcj-nohome-$h" /home; fi
+  fi
   if [[ $h == login ]]; then
     mount --bind "$BED/etc/pam.d" /etc/pam.d
     # wrappers (fault injection, call counting) and the PBS emulator first in every PATH
@@ -163,8 +192,15 @@ gen_files() {
   chmod 0755 "$BED" "$BED/shared" "$BED/shared/home"
   chmod 0700 "$BED/laptop"
   for h in "${HOSTS[@]}"; do
-    mkdir -p "$BED/hosts/$h"/{tmp,var-tmp,var-log,etc,ssh}
+    mkdir -p "$BED/hosts/$h"/{tmp,var-tmp,var-log,ssh}
     chmod 1777 "$BED/hosts/$h/tmp" "$BED/hosts/$h/var-tmp"
+    # the host's private /etc (see hostinit): a snapshot of the laptop's (4 MB, ~20 ms)
+    rm -rf "$BED/hosts/$h/etc"
+    cp -a /etc "$BED/hosts/$h/etc"
+    rm -f "$BED/hosts/$h/etc"/{hosts,hostname,resolv.conf,passwd,group,shadow,passwd-,group-,shadow-}
+    ln -s "$BED/etc/passwd" "$BED/hosts/$h/etc/passwd"
+    ln -s "$BED/etc/group" "$BED/hosts/$h/etc/group"
+    ln -s "$BED/etc/shadow" "$BED/hosts/$h/etc/shadow"
     {
       echo "127.0.0.1 localhost"
       echo "::1 localhost ip6-localhost ip6-loopback"
@@ -217,16 +253,18 @@ gen_files() {
   chmod 0700 "$BED/etc/munge"
   chmod 0400 "$BED/etc/munge/munge.key"
   echo "$ACCOUNTING" >"$BED/run/accounting"
+  echo "$TWINS" >"$BED/run/twins"
   if [[ $ACCOUNTING == 1 ]]; then
     render "$HERE/templates/slurm.conf.in" "$BED/etc/slurm/slurm.conf" \
       ACCT_TYPE=accounting_storage/slurmdbd ACCT_HOST_LINE="AccountingStorageHost=login" \
-      ACCT_PASS_LINE="AccountingStoragePass=$BED/shared/munge/munge.socket"
+      ACCT_PASS_LINE="AccountingStoragePass=$BED/shared/munge/munge.socket" \
+      TWIN_PARTITIONS="$(twin_partitions)"
     render "$HERE/templates/slurmdbd.conf.in" "$BED/etc/slurm/slurmdbd.conf"
     chmod 0600 "$BED/etc/slurm/slurmdbd.conf"
   else
     render "$HERE/templates/slurm.conf.in" "$BED/etc/slurm/slurm.conf" \
       ACCT_TYPE=accounting_storage/none ACCT_HOST_LINE="# (no AccountingStorageHost)" \
-      ACCT_PASS_LINE="# (no AccountingStoragePass)"
+      ACCT_PASS_LINE="# (no AccountingStoragePass)" TWIN_PARTITIONS="$(twin_partitions)"
   fi
   cp /etc/slurm/plugstack.conf "$BED/etc/slurm/" 2>/dev/null || true
   [[ -d /etc/slurm/plugstack.conf.d ]] && cp -a /etc/slurm/plugstack.conf.d "$BED/etc/slurm/"
@@ -305,14 +343,14 @@ EOF
     render "$HERE/templates/sshd-$variant.conf.in" "$BED/etc/ssh/sshd-$name.conf" \
       NAME="$name" PORT="$port"
     render "$HERE/templates/sshd-common.conf.in" "$BED/run/sshd-common.tmp" \
-      HOSTKEY="$BED/hosts/$host/ssh/ssh_host_ed25519_key" PIDFILE="$BED/run/sshd-$name.pid"
+      ALLOW_USERS="$TUSER$([[ $TWINS == 1 ]] && echo " $CRAY_USER $IC_USER")" HOSTKEY="$BED/hosts/$host/ssh/ssh_host_ed25519_key" PIDFILE="$BED/run/sshd-$name.pid"
     cat "$BED/run/sshd-common.tmp" >>"$BED/etc/ssh/sshd-$name.conf"
     rm -f "$BED/run/sshd-common.tmp"
     : >"$BED/logs/sshd-$name.log"
   done
 
   # --- PBS emulator (server side on login, mom side run on the nodes over ssh) ---
-  cp "$HERE"/pbs/pbsemu.py "$HERE"/pbs/qsub "$HERE"/pbs/qstat "$HERE"/pbs/qdel "$HERE"/pbs/qrls \
+  cp "$HERE"/pbs/pbsemu.py "$HERE"/pbs/qsub "$HERE"/pbs/qstat "$HERE"/pbs/qdel "$HERE"/pbs/qrls "$HERE"/pbs/qselect \
     "$BED/pbs/bin/"
   chmod 0755 "$BED"/pbs/bin/q*
   /usr/bin/python3 - "$BED" "$PBS_SERVER" "$NODE_CPUS" <<'PY'
@@ -362,12 +400,12 @@ if [ -s "\$F/\$name.fail" ]; then
   fi
 fi
 case \$name in
-  qsub|qstat|qdel|qrls) exec $BED/pbs/bin/\$name "\$@" ;;
+  qsub|qstat|qdel|qrls|qselect) exec $BED/pbs/bin/\$name "\$@" ;;
   *) exec /usr/bin/\$name "\$@" ;;
 esac
 EOF
   chmod 0755 "$BED/bin/hpcj-wrap"
-  for n in squeue sacct scontrol sbatch scancel sinfo qsub qstat qdel qrls; do
+  for n in squeue sacct scontrol sbatch scancel sinfo qsub qstat qdel qrls qselect; do
     ln -sf "$BED/bin/hpcj-wrap" "$BED/bin/login/$n"
   done
   : >"$BED/faults/calls.log"
@@ -462,32 +500,83 @@ stop_sshd() {
   rm -f "$f"
 }
 
+# MariaDB + slurmdbd on login. The slow parts on a fresh bed are mariadb-install-db (~2 s) and
+# slurmdbd creating its tables (~1.5 s); so the first `up` parks a pristine copy of the database
+# (cluster, account, user; no jobs: taken before slurmctld starts) in $CACHE/slurmdb, and later
+# `up`s copy it back instead (job ids restart at 1 on every bed, so the copy must hold no jobs).
 start_accounting() {
-  local db="$BED/hosts/login/mysql" sock=/run/mysqld/mysqld.sock
+  local db="$BED/hosts/login/mysql" snap="$CACHE/slurmdb" stamp t=$EPOCHREALTIME
+  stamp="$(dpkg-query -W -f '${Package}=${Version} ' slurmdbd mariadb-server 2>/dev/null || true)/ hpcjtb hpcj $TUSER"
   log "starting MariaDB and slurmdbd (accounting)"
   in_host login mkdir -p /run/mysqld
+  if [[ -f $snap/.hpcj-stamp && "$(<"$snap/.hpcj-stamp")" == "$stamp" ]]; then
+    cp -a "$snap/data" "$db"
+    mariadb_start
+    slurmdbd_start
+    log "accounting up in $(since "$t")s (database from $snap)"
+    return 0
+  fi
+  rm -rf "$snap" "$db"
   in_host login mariadb-install-db --no-defaults --user=root --datadir="$db" \
     --auth-root-authentication-method=socket --skip-test-db >"$BED/logs/mariadb-install.log" 2>&1 9<&- \
     || die "mariadb-install-db failed (see $BED/logs/mariadb-install.log)"
-  start_in login setsid -f /usr/sbin/mariadbd --no-defaults --user=root --datadir="$db" \
-    --socket="$sock" --pid-file="$BED/run/mariadb.pid" --log-error="$BED/logs/mariadb.log" \
-    --skip-networking --skip-log-bin --innodb-buffer-pool-size=64M \
-    --innodb-flush-log-at-trx-commit=2
-  wait_for 30 "MariaDB socket" in_host login test -S "$sock"
-  start_in login /usr/sbin/slurmdbd
-  wait_for 30 "slurmdbd" in_host login /usr/bin/sacctmgr -n -i list cluster
+  mariadb_start
+  slurmdbd_start
   in_host login /usr/bin/sacctmgr -i add cluster hpcjtb >/dev/null
   in_host login /usr/bin/sacctmgr -i add account hpcj Description="hpcjupyter tests" Organization=hpcj >/dev/null
   in_host login /usr/bin/sacctmgr -i add user "$TUSER" Account=hpcj >/dev/null
+  # park the pristine database: a clean shutdown first, so that the copy is consistent
+  stop_pidfile "$BED/run/slurmdbd.pid"
+  stop_pidfile "$BED/run/mariadb.pid"
+  mkdir -p "$CACHE"
+  rm -rf "$snap.tmp"
+  mkdir -p "$snap.tmp"
+  cp -a "$db" "$snap.tmp/data"
+  echo "$stamp" >"$snap.tmp/.hpcj-stamp"
+  mv "$snap.tmp" "$snap"
+  mariadb_start
+  slurmdbd_start
+  log "accounting up in $(since "$t")s (fresh database, parked in $snap for the next up)"
+}
+
+mariadb_start() {
+  local sock=/run/mysqld/mysqld.sock
+  start_in login setsid -f /usr/sbin/mariadbd --no-defaults --user=root --datadir="$BED/hosts/login/mysql" \
+    --socket="$sock" --pid-file="$BED/run/mariadb.pid" --log-error="$BED/logs/mariadb.log" \
+    --skip-networking --skip-log-bin --innodb-buffer-pool-size=64M \
+    --innodb-flush-log-at-trx-commit=2 --innodb-doublewrite=0 --skip-name-resolve
+  wait_for 30 "MariaDB socket" in_host login test -S "$sock"
+}
+
+slurmdbd_start() {
+  start_in login /usr/sbin/slurmdbd
+  wait_for 30 "slurmdbd" in_host login /usr/bin/sacctmgr -n -i list cluster
+}
+
+stop_pidfile() {  # TERM the daemon of a pid file and wait (up to 30 s) until it has gone
+  local pid i
+  [[ -r $1 ]] || return 0
+  pid=$(<"$1")
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  die "$1: pid $pid did not stop"
+}
+
+since() {  # since T0 [T1]: seconds from T0 to T1 (default now), $EPOCHREALTIME values, 1 decimal
+  local t1=${2:-$EPOCHREALTIME}
+  local d=$(( (${t1/./} - ${1/./}) / 100000 ))
+  echo "$((d / 10)).$((d % 10))"
 }
 
 start_slurm() {
   if [[ $ACCOUNTING == 1 ]]; then start_accounting; fi
+  local h t=$EPOCHREALTIME
   start_in login /usr/sbin/slurmctld
   wait_for 20 "slurmctld" in_host login /usr/bin/scontrol ping
-  local h
+  local t1=$EPOCHREALTIME
   for h in "${NODES[@]}"; do start_in "$h" /usr/sbin/slurmd; done
   wait_for 60 "slurm nodes idle" nodes_idle
+  log "slurm up in $(since "$t")s (slurmctld answered after $(since "$t" "$t1")s)"
 }
 
 nodes_idle() {
@@ -533,6 +622,307 @@ venv_wait() {
   chmod -R a+rX "$VENV"
 }
 
+# ---- site twins (up --twin) ---------------------------------------------------------------------
+# The bed shaped like the sites of the built-in profiles, for end-to-end runs of those profiles:
+#   * HPE Cray EX (Cirrus, ARCHER2): aliases login.cirrus.ac.uk / login.archer2.ac.uk -> the key +
+#     TOTP sshd; user crayuser with home /home/t01/t01/crayuser on login only, /work/t01/t01/crayuser
+#     and /epccfs/t01/t01/crayuser everywhere; a `module` shim (restore, load cray-python, list,
+#     purge); cray-python = Python 3.11 without Jupyter; JupyterLab pip --user installed under
+#     /work (PYTHONUSERBASE) and as a venv on /epccfs; Slurm partitions standard/serial/gpu and, with
+#     accounting, accounts t01 and t01-test and the QoS standard/short/long/serial/gpu-shd.
+#   * Imperial CX3 (PBS Pro): alias login.cx3.hpc.imperial.ac.uk -> the password sshd; user icuser
+#     with home /rds/general/user/icuser/home everywhere, ~/miniforge3 with a conda shim and the
+#     env `jupyter` (a venv with JupyterLab).
+# The site paths (/home, /work, /epccfs, /rds) are bind mounts inside the hosts of directories under
+# $BED/twins/fs; mount points missing on the laptop are created by `up` and removed by `down`.
+# The JupyterLab installs are parked in $CACHE/twins by `down`, like the bed's own venv.
+twin_partitions() {
+  if [[ $TWINS == 1 ]]; then
+    echo "PartitionName=gpu Nodes=node1,node2 Default=NO MaxTime=48:00:00 State=UP"
+  else
+    echo "# (no twin partitions)"
+  fi
+}
+
+twin_preflight() {
+  local d
+  for d in "${TWIN_MOUNTS[@]}"; do
+    case "$BED/" in "$d"/*) die "--twin: HPCJ_TESTBED_DIR ($BED) must not be under $d (the twins mount over it)" ;; esac
+    case "$CACHE/" in "$d"/*) die "--twin: HPCJ_TESTBED_CACHE ($CACHE) must not be under $d (the twins mount over it)" ;; esac
+  done
+  [[ -x /usr/bin/python3.11 ]] || die "--twin needs /usr/bin/python3.11 (Debian 12: python3.11)"
+}
+
+free_id() {  # the first uid/gid >= $1 used neither on the laptop nor in the bed's passwd/group
+  local n=$1
+  while getent passwd "$n" >/dev/null || getent group "$n" >/dev/null \
+    || cut -d: -f3 "$BED/etc/passwd" "$BED/etc/group" | grep -qx "$n"; do n=$((n + 1)); done
+  echo "$n"
+}
+
+twin_gen_files() {
+  local uid_c uid_i gid_p gid_pbs pw hash secret_hex secret_b32 h d tw="$BED/twins"
+  log "twins: generating users, filesystems, ssh config"
+  mkdir -p "$tw" "$TWIN_FS"/{home,work,epccfs,rds} "$PE"
+  chmod 0755 "$tw" "$TWIN_FS" "$TWIN_FS"/* "$BED/shared/twins" "$PE"
+  for d in "${TWIN_MOUNTS[@]}"; do     # mount points the laptop lacks (removed again by down)
+    if [[ ! -e $d ]]; then mkdir "$d"; echo "$d" >>"$BED/run/twin-mkdirs"; fi
+  done
+  # --- users: crayuser (primary group t01, like a SAFE project), icuser; group pbsusers ---
+  uid_c=$(free_id "$(( $(<"$BED/run/uid") + 1 ))")
+  echo "$CRAY_USER:x:$uid_c:$uid_c:twin user (Cray EX)::/bin/bash" >>"$BED/etc/passwd"
+  gid_p=$(free_id "$((uid_c + 1))")
+  echo "$PROJECT:x:$gid_p:$CRAY_USER" >>"$BED/etc/group"
+  sed -i "s|^$CRAY_USER:x:$uid_c:$uid_c:.*|$CRAY_USER:x:$uid_c:$gid_p:twin user (Cray EX):$CRAY_HOME:/bin/bash|" "$BED/etc/passwd"
+  uid_i=$(free_id "$((gid_p + 1))")
+  echo "$IC_USER:x:$uid_i:$uid_i:twin user (Imperial CX3):$IC_HOME:/bin/bash" >>"$BED/etc/passwd"
+  echo "$IC_USER:x:$uid_i:" >>"$BED/etc/group"
+  gid_pbs=$(free_id "$((uid_i + 1))")
+  echo "pbsusers:x:$gid_pbs:$TUSER,$IC_USER" >>"$BED/etc/group"
+  printf '%s\n%s\n' "$CRAY_USER" "$IC_USER" >"$BED/run/twin-users"
+  mkdir -p "$tw/$CRAY_USER" "$tw/$IC_USER"
+  chmod 0700 "$tw/$CRAY_USER" "$tw/$IC_USER"
+  pw="tw-$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 14)"
+  hash=$(printf '%s' "$pw" | /usr/bin/python3 -W ignore -c \
+    'import crypt,sys; print(crypt.crypt(sys.stdin.read(), crypt.mksalt(crypt.METHOD_SHA512)))')
+  echo "$CRAY_USER:*:19000:0:99999:7:::" >>"$BED/etc/shadow"
+  echo "$IC_USER:$hash:19000:0:99999:7:::" >>"$BED/etc/shadow"
+  printf '%s\n' "$pw" >"$tw/$IC_USER/password"
+  secret_hex=$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  secret_b32=$(/usr/bin/python3 -c 'import base64,sys; print(base64.b32encode(bytes.fromhex(sys.argv[1])).decode())' "$secret_hex")
+  printf 'HOTP/T30/6\t%s\t-\t%s\n' "$CRAY_USER" "$secret_hex" >>"$BED/etc/users.oath"
+  printf '%s\n' "$secret_b32" >"$tw/$CRAY_USER/totp_secret"
+  printf '%s\n' "$secret_hex" >"$tw/$CRAY_USER/totp_secret_hex"
+
+  # --- filesystems: /home/t01/t01/crayuser (login only), /work and /epccfs (all), /rds (all) ---
+  mkdir -p "$(twin_path "$CRAY_HOME")/.ssh" "$(twin_path "$CRAY_WORK")" "$(twin_path "$CRAY_EPCCFS")" \
+    "$(twin_path "$IC_HOME")/.ssh"
+  ssh-keygen -q -t ed25519 -N '' -C "laptop-twins@hpcj-testbed" -f "$tw/id_ed25519"
+  ssh-keygen -q -t ed25519 -N '' -C "$IC_USER@hpcj-testbed" -f "$(twin_path "$IC_HOME")/.ssh/id_ed25519"
+  cp "$tw/id_ed25519.pub" "$(twin_path "$CRAY_HOME")/.ssh/authorized_keys"
+  cat "$tw/id_ed25519.pub" "$(twin_path "$IC_HOME")/.ssh/id_ed25519.pub" >"$(twin_path "$IC_HOME")/.ssh/authorized_keys"
+  cp "$HOMEDIR/.ssh/known_hosts" "$(twin_path "$IC_HOME")/.ssh/known_hosts"
+  for d in "$CRAY_HOME" "$IC_HOME"; do
+    cp /etc/skel/.bashrc /etc/skel/.profile /etc/skel/.bash_logout "$(twin_path "$d")/" 2>/dev/null || true
+  done
+  chown -R "$uid_c:$gid_p" "$(twin_path "$CRAY_HOME")" "$(twin_path "$CRAY_WORK")" "$(twin_path "$CRAY_EPCCFS")"
+  chown -R "$uid_i:$uid_i" "$(twin_path "$IC_HOME")"
+  chmod 0700 "$(twin_path "$CRAY_HOME")/.ssh" "$(twin_path "$IC_HOME")/.ssh"
+  chmod 0750 "$(twin_path "$CRAY_HOME")"
+  chmod 0700 "$(twin_path "$IC_HOME")"
+  chmod 0600 "$(twin_path "$CRAY_HOME")/.ssh/authorized_keys" "$(twin_path "$IC_HOME")/.ssh/authorized_keys"
+  # --- the Cray PE stand-in: modulecmd + `module` in login shells of crayuser on every host ---
+  cp "$HERE/templates/twin-modulecmd.py" "$PE/modulecmd"
+  chmod 0755 "$PE/modulecmd"
+  for h in "${HOSTS[@]}"; do
+    render "$HERE/templates/twin-modules.sh.in" "$BED/hosts/$h/etc/profile.d/hpcj-twin-modules.sh" \
+      CRAY_USERS="$CRAY_USER" PE="$PE"
+  done
+  # --- PBS: the emulator's spool is shared by hpcuser and icuser (group pbsusers) ---
+  : >>"$BED/shared/pbs/spool/lock"    # the emulator's lock, shared by both users
+  chgrp -R "$gid_pbs" "$BED/shared/pbs"
+  chmod -R g+rwX "$BED/shared/pbs"
+  find "$BED/shared/pbs" -type d -exec chmod g+s {} +
+  for h in "${NODES[@]}"; do
+    chgrp "$gid_pbs" "$BED/hosts/$h/pbs_mom"
+    chmod 2770 "$BED/hosts/$h/pbs_mom"
+    mkdir -p "$BED/hosts/$h/pbs_mom/aux"
+    chmod 1777 "$BED/hosts/$h/pbs_mom/aux"
+  done
+  chmod a+w "$BED/faults/calls.log" "$BED/faults/.lock"
+  # --- the laptop's ssh config for the site aliases (Include it, or ssh -F it) ---
+  local kl
+  kl=$(cut -d' ' -f1,2 "$BED/hosts/login/ssh/ssh_host_ed25519_key.pub")
+  {
+    echo "[$LOGIN_EXT_IP]:$PORT_MFA $kl"
+    echo "[$LOGIN_EXT_IP]:$PORT_PW $kl"
+  } >"$tw/known_hosts"
+  cat >"$tw/ssh_config" <<EOF
+# hpcjupyter test bed: site twins. Use: ssh -F $tw/ssh_config login.archer2.ac.uk
+# (or 'Include $tw/ssh_config' at the top of an ssh config)
+Host login.cirrus.ac.uk login.archer2.ac.uk
+    HostName $LOGIN_EXT_IP
+    Port $PORT_MFA
+    User $CRAY_USER
+
+Host login.cx3.hpc.imperial.ac.uk
+    HostName $LOGIN_EXT_IP
+    Port $PORT_PW
+    User $IC_USER
+    PubkeyAuthentication no
+    PreferredAuthentications password,keyboard-interactive
+
+Host login.cirrus.ac.uk login.archer2.ac.uk login.cx3.hpc.imperial.ac.uk
+    IdentityFile $tw/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile $tw/known_hosts
+    GlobalKnownHostsFile /dev/null
+    StrictHostKeyChecking yes
+    ConnectTimeout 10
+EOF
+  chmod 0644 "$tw/ssh_config" "$tw/known_hosts"
+}
+
+twin_path() { # the laptop's path of a twin site path (/home/..., /work/..., /epccfs/..., /rds/...)
+  local p=$1 top=${1#/}
+  top=${top%%/*}
+  echo "$TWIN_FS/$top${p#/"$top"}"
+}
+
+# Runs CMD on the laptop in a private mount namespace where the twins' /work, /epccfs and /rds
+# are mounted at their real paths: pip and venv write their absolute paths (shebangs, activate)
+# as they are inside the bed, while the laptop keeps its network for the package index.
+twin_ns() {
+  # shellcheck disable=SC2016
+  unshare --mount --propagation private -- /bin/bash -c \
+    'set -e; for d in work epccfs rds; do mount --bind "$1/$d" "/$d"; done; shift; exec "$@"' \
+    twin_ns "$TWIN_FS" "$@"
+}
+
+TWIN_PIECES=(cray-python cray-userbase epccfs-venv miniforge3)
+twin_piece_path() {
+  case $1 in
+    cray-python) echo "$PE/python/3.11" ;;
+    cray-userbase) twin_path "$CRAY_WORK/.local" ;;
+    epccfs-venv) twin_path "$CRAY_EPCCFS/jupyter-venv" ;;
+    miniforge3) twin_path "$IC_HOME/miniforge3" ;;
+  esac
+}
+
+twin_software_start() {
+  local parked="$CACHE/twins" stamp="$BED $JUPYTER_SPEC twins-v1" p
+  if [[ -f $parked/.hpcj-stamp && "$(<"$parked/.hpcj-stamp")" == "$stamp" ]]; then
+    for p in "${TWIN_PIECES[@]}"; do
+      mkdir -p "$(dirname "$(twin_piece_path "$p")")"
+      mv "$parked/$p" "$(twin_piece_path "$p")"
+    done
+    echo "$stamp" >"$BED/twins/software.stamp"
+    rm -rf "$parked"
+    log "twins: software restored from cache ($parked)"
+    return 0
+  fi
+  rm -rf "$parked"
+  log "twins: installing cray-python, JupyterLab (pip --user, /epccfs venv, conda env jupyter)"
+  local spec
+  read -r -a spec <<<"$JUPYTER_SPEC"
+  (
+    set -e
+    export PIP_CACHE_DIR="$CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_PROGRESS_BAR=off
+    py=$PE/python/3.11/bin/python
+    # cray-python: a full Python 3.11 without Jupyter. A venv *with* system site packages, since
+    # `pip install --user` refuses to run in an isolated venv (and Debian's own python3.11 is
+    # marked externally managed).
+    /usr/bin/python3.11 -m venv --system-site-packages "$PE/python/3.11"
+    # conda base: a python and the conda shim; env `jupyter`: a venv with JupyterLab
+    mf=$IC_HOME/miniforge3
+    mkdir -p "$(twin_path "$mf")"/{bin,conda-meta,envs,etc/profile.d}
+    install -m 0755 "$HERE/templates/twin-conda.sh" "$(twin_path "$mf")/bin/conda"
+    ln -s /usr/bin/python3.11 "$(twin_path "$mf")/bin/python"
+    echo "eval \"\$('$mf/bin/conda' shell.bash hook)\"" >"$(twin_path "$mf")/etc/profile.d/conda.sh"
+    twin_ns env PYTHONUSERBASE="$CRAY_WORK/.local" "$py" -m pip install --user \
+      --no-warn-script-location "${spec[@]}" >"$BED/logs/twins-userbase.log" 2>&1 &
+    a=$!
+    # shellcheck disable=SC2016
+    twin_ns bash -c '"$1" -m venv --system-site-packages "$2" && "$2/bin/pip" install "${@:3}"' _ \
+      "$py" "$CRAY_EPCCFS/jupyter-venv" "${spec[@]}" >"$BED/logs/twins-epccfs-venv.log" 2>&1 &
+    b=$!
+    # shellcheck disable=SC2016
+    twin_ns bash -c '/usr/bin/python3.11 -m venv "$1" && "$1/bin/pip" install "${@:2}" && mkdir -p "$1/conda-meta"' _ \
+      "$mf/envs/jupyter" "${spec[@]}" >"$BED/logs/twins-conda-env.log" 2>&1 &
+    c=$!
+    wait $a && wait $b && wait $c
+    echo "$stamp" >"$BED/twins/software.stamp"
+  ) </dev/null >"$BED/logs/twins-build.log" 2>&1 9<&- &
+  echo $! >"$BED/run/twins-build.bgpid"
+}
+
+twin_software_wait() {
+  local f="$BED/run/twins-build.bgpid" pid t=$EPOCHREALTIME
+  if [[ -r $f ]]; then
+    log "twins: waiting for the JupyterLab installs"
+    pid=$(<"$f")
+    wait "$pid" 2>/dev/null || true
+    rm -f "$f"
+  fi
+  if [[ ! -f $BED/twins/software.stamp ]]; then
+    tail -n 20 "$BED"/logs/twins-*.log >&2 || true
+    die "twins: software install failed (see $BED/logs/twins-*.log)"
+  fi
+  local c i
+  c=$(stat -c %u:%g "$(twin_path "$CRAY_WORK")")
+  i=$(stat -c %u:%g "$(twin_path "$IC_HOME")")
+  chown -R "$c" "$(twin_piece_path cray-userbase)" "$(twin_piece_path epccfs-venv)"
+  chown -R "$i" "$(twin_piece_path miniforge3)"
+  chmod -R a+rX "$PE"
+  install -m 0755 -o "${i%:*}" -g "${i#*:}" "$HERE/templates/twin-conda.sh" "$(twin_piece_path miniforge3)/bin/conda"
+  log "twins: software ready ($(since "$t")s waited)"
+}
+
+twin_accounting() {
+  local a=(in_host login /usr/bin/sacctmgr -i)
+  "${a[@]}" add qos standard,short,long,serial,gpu-shd >/dev/null
+  "${a[@]}" add account "$PROJECT" Description="twin project" Organization=epcc >/dev/null
+  "${a[@]}" add account "$BUDGET" Parent="$PROJECT" Description="twin budget" Organization=epcc >/dev/null
+  "${a[@]}" add user "$CRAY_USER" Account="$PROJECT,$BUDGET" DefaultAccount="$BUDGET" >/dev/null
+  "${a[@]}" modify user "$CRAY_USER" set QOS=normal,standard,short,long,serial,gpu-shd DefaultQOS=standard >/dev/null
+}
+
+twin_write_info() {
+  local tw="$BED/twins"
+  /usr/bin/python3 - "$tw/twins.json" <<PY
+import json, sys
+tw = "$tw"
+info = {
+    "ssh_config": f"{tw}/ssh_config", "known_hosts": f"{tw}/known_hosts",
+    "identity_file": f"{tw}/id_ed25519",
+    "cray": {
+        "aliases": ["login.cirrus.ac.uk", "login.archer2.ac.uk"], "port": $PORT_MFA,
+        "auth": "publickey + TOTP (pam_oath, the MFA sshd)",
+        "user": "$CRAY_USER", "project": "$PROJECT", "budget": "$BUDGET",
+        "totp_secret": open(f"{tw}/$CRAY_USER/totp_secret").read().strip(),
+        "totp_secret_hex": open(f"{tw}/$CRAY_USER/totp_secret_hex").read().strip(),
+        "totp_secret_file": f"{tw}/$CRAY_USER/totp_secret",
+        "home": "$CRAY_HOME", "work": "$CRAY_WORK", "epccfs": "$CRAY_EPCCFS",
+        "home_local": "$(twin_path "$CRAY_HOME")", "work_local": "$(twin_path "$CRAY_WORK")",
+        "epccfs_local": "$(twin_path "$CRAY_EPCCFS")",
+        "pythonuserbase": "$CRAY_WORK/.local", "epccfs_venv": "$CRAY_EPCCFS/jupyter-venv",
+        "cray_python": "$PE/python/3.11/bin/python",
+        "slurm_partitions": ["standard", "serial", "gpu"],
+        "slurm_qos": ["standard", "short", "long", "serial", "gpu-shd"],
+        "accounting": "$ACCOUNTING" == "1",
+    },
+    "imperial": {
+        "aliases": ["login.cx3.hpc.imperial.ac.uk"], "port": $PORT_PW, "auth": "password",
+        "user": "$IC_USER", "password": open(f"{tw}/$IC_USER/password").read().strip(),
+        "password_file": f"{tw}/$IC_USER/password",
+        "home": "$IC_HOME", "home_local": "$(twin_path "$IC_HOME")",
+        "conda": "$IC_HOME/miniforge3", "conda_env": "jupyter",
+        "remote_dir": "$IC_HOME/hpcjupyter",
+    },
+}
+json.dump(info, open(sys.argv[1], "w"), indent=2)
+PY
+  chmod 0600 "$tw/twins.json"
+}
+
+twin_down() {  # park the twins' software in the cache, remove the mount points up created
+  local purge=${1:-} p d stamp
+  if [[ -f $BED/twins/software.stamp && $purge != --purge ]]; then
+    stamp=$(<"$BED/twins/software.stamp")
+    rm -rf "$CACHE/twins"
+    mkdir -p "$CACHE/twins"
+    for p in "${TWIN_PIECES[@]}"; do
+      [[ -e $(twin_piece_path "$p") ]] && mv "$(twin_piece_path "$p")" "$CACHE/twins/$p"
+    done
+    echo "$stamp" >"$CACHE/twins/.hpcj-stamp"
+  fi
+  if [[ -r $BED/run/twin-mkdirs ]]; then
+    while read -r d; do
+      if [[ -d $d ]] && ! mountpoint -q "$d"; then rmdir "$d" 2>/dev/null || true; fi
+    done <"$BED/run/twin-mkdirs"
+  fi
+}
+
 # ---- description for tests ----------------------------------------------------------------------
 write_info() {
   /usr/bin/python3 - "$BED" <<PY
@@ -555,6 +945,8 @@ info = {
     "jupyter_venv": "$VENV",
     "pbs_server": "$PBS_SERVER",
     "accounting": open(f"{bed}/run/accounting").read().strip() == "1",
+    "twins": open(f"{bed}/run/twins").read().strip() == "1",
+    "twins_json": f"{bed}/twins/twins.json",
     "slurm_partitions": ["serial", "standard"],
     "pbs_queues": ["workq", "v1_small72", "v1_medium72", "v1_gpu72"],
     "addresses": {"laptop": "$LAPTOP_IP", "login": "$LOGIN_EXT_IP", "login_internal": "$LOGIN_IP",
@@ -572,6 +964,31 @@ PY
 }
 
 # ---- commands ----------------------------------------------------------------------------------
+bed_users() {  # the users of the bed's private passwd (hpcuser, and the twin users with --twin)
+  echo "$TUSER"
+  if [[ -r $BED/run/twin-users ]]; then cat "$BED/run/twin-users"; fi
+}
+
+# Does every host still see the bed's user database? Prints what is wrong; 0 when all is fine.
+users_check() {
+  local h u rc=0 pid
+  for h in "${HOSTS[@]}"; do
+    pid=$(holder_pid "$h") || continue
+    for u in $(bed_users); do
+      if ! nsenter -t "$pid" -u -m -n -- getent passwd "$u" >/dev/null 2>&1; then
+        if nsenter -t "$pid" -m -- mountpoint -q /etc 2>/dev/null; then
+          echo "host $h: user database BROKEN: user '$u' is unknown although the bed's private /etc is mounted (is $BED/etc/passwd, or the symlink $BED/hosts/$h/etc/passwd to it, intact?). Logins as $u fail (\"Permission denied (publickey)\"). Fix: testbed.sh down && testbed.sh up"
+        else
+          echo "host $h: user database GONE: the bed's private /etc is no longer mounted on /etc (unmounted or detached), so $h sees the laptop's /etc/passwd without '$u' and every login fails with \"Permission denied (publickey)\". Fix: testbed.sh down && testbed.sh up"
+        fi
+        rc=1
+        break
+      fi
+    done
+  done
+  return $rc
+}
+
 healthy() {
   local h n
   [[ -f $BED/run/up ]] || return 1
@@ -582,6 +999,9 @@ healthy() {
   for n in "${SSHD_NAMES[@]}"; do pid_alive "$BED/run/sshd-$n.pid" || return 1; done
   [[ -f $VENV/.hpcj-stamp ]] || return 1
   [[ "$(cat "$BED/run/accounting" 2>/dev/null)" == "$ACCOUNTING" ]] || return 1
+  users_check >/dev/null || return 1
+  [[ "$(cat "$BED/run/twins" 2>/dev/null)" == "$TWINS" ]] || return 1
+  if [[ $TWINS == 1 ]]; then [[ -f $BED/twins/twins.json ]] || return 1; fi
   if [[ $ACCOUNTING == 1 ]]; then
     pid_alive "$BED/run/mariadb.pid" || return 1
     pid_alive "$BED/run/slurmdbd.pid" || return 1
@@ -605,7 +1025,9 @@ foreign_owner() {
 
 cmd_up() {
   need_root
-  local t0=$SECONDS
+  if [[ ${1:-} == --twin ]]; then TWINS=1; elif [[ -n ${1:-} ]]; then die "usage: testbed.sh up [--twin]"; fi
+  export HPCJ_TESTBED_TWINS=$TWINS
+  local t0=$EPOCHREALTIME
   if healthy; then log "test bed already up at $BED"; return 0; fi
   local other
   if other=$(foreign_owner); then
@@ -618,6 +1040,7 @@ cmd_up() {
   for b in ip nsenter unshare sshd ssh ssh-keygen munged slurmctld slurmd sbatch flock; do
     command -v "$b" >/dev/null || die "missing $b: run tests/cluster/deps.sh"
   done
+  if [[ $TWINS == 1 ]]; then twin_preflight; fi
   if [[ $ACCOUNTING == 1 ]]; then
     for b in slurmdbd mariadbd mariadb-install-db; do
       command -v "$b" >/dev/null || die "missing $b: run HPCJ_TESTBED_ACCOUNTING=1 tests/cluster/deps.sh"
@@ -630,22 +1053,25 @@ cmd_up() {
   trap up_failed EXIT
   venv_start                    # long part (pip) runs while the rest starts
   gen_files
+  if [[ $TWINS == 1 ]]; then twin_gen_files; twin_software_start; fi
   net_up
   start_holders
   start_munge
   start_slurm
   local n
   for n in "${SSHD_NAMES[@]}"; do start_sshd "$n"; done
+  if [[ $TWINS == 1 && $ACCOUNTING == 1 ]]; then twin_accounting; fi
   write_info
   log "waiting for the JupyterLab venv"
   venv_wait
+  if [[ $TWINS == 1 ]]; then twin_software_wait; twin_write_info; fi
   log "checking ssh from the laptop"
   wait_for 15 "ssh tb-login" ssh -F "$BED/laptop/ssh_config" -o BatchMode=yes tb-login true
   ssh -F "$BED/laptop/ssh_config" -o BatchMode=yes -J tb-login node1 true \
     || die "ssh -J tb-login node1 failed"
   date +%s >"$BED/run/up"
   trap - EXIT
-  log "test bed up in $((SECONDS - t0))s: ssh -F $BED/laptop/ssh_config tb-login"
+  log "test bed up in $(since "$t0")s: ssh -F $BED/laptop/ssh_config tb-login"
 }
 
 # A failed `up` shows the ends of the logs, then takes everything down again (so nothing is
@@ -731,6 +1157,7 @@ cmd_down() {
   if grep -q " ${BED}[/ ]" /proc/self/mountinfo; then
     die "mounts under $BED remain in the root namespace: $(grep " ${BED}[/ ]" /proc/self/mountinfo | cut -d' ' -f5 | tr '\n' ' ')"
   fi
+  twin_down "$purge"
   if [[ -f $VENV/.hpcj-stamp && $purge != --purge ]]; then
     mkdir -p "$CACHE"
     rm -rf "$CACHE/jupyter-venv"
@@ -752,6 +1179,11 @@ cmd_status() {
   for n in "${names[@]}"; do
     if pid_alive "$BED/run/$n.pid"; then echo "$n: running (pid $(<"$BED/run/$n.pid"))"; else echo "$n: NOT running"; rc=1; fi
   done
+  if [[ "$(cat "$BED/run/twins" 2>/dev/null)" == 1 ]]; then
+    if [[ -f $BED/twins/twins.json ]]; then echo "twins: up ($BED/twins/ssh_config, $BED/twins/twins.json)"
+    else echo "twins: INCOMPLETE (no $BED/twins/twins.json)"; rc=1; fi
+  fi
+  if users_check; then echo "users ($(bed_users | xargs)): known on every host"; else rc=1; fi
   if [[ -f $VENV/.hpcj-stamp ]]; then echo "jupyter venv: $VENV"; else echo "jupyter venv: missing"; rc=1; fi
   if holder_pid login >/dev/null 2>&1; then in_host login /usr/bin/sinfo 2>&1 || rc=1; fi
   [[ -f $BED/run/up ]] || { echo "(up not completed)"; rc=1; }
@@ -826,7 +1258,7 @@ main() {
   local cmd=${1:-}
   shift || true
   case $cmd in
-    up) exec 9<"$SELF"; flock 9; cmd_up ;;
+    up) exec 9<"$SELF"; flock 9; cmd_up "$@" ;;
     down) exec 9<"$SELF"; flock 9; cmd_down "$@" ;;
     status) cmd_status ;;
     exec) cmd_exec "$@" ;;

@@ -4,10 +4,15 @@ of hpcjupyter cannot mean anything."""
 from __future__ import annotations
 
 import errno
+import hashlib
+import hmac
 import json
+import os
 import re
 import shlex
+import shutil
 import socket
+import struct
 import subprocess
 import time
 import uuid
@@ -19,6 +24,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TESTBED_SH = Path(__file__).resolve().parents[1] / "cluster" / "testbed.sh"
 
 
 def wait_until(predicate, timeout=30.0, interval=0.3, what="condition"):
@@ -179,6 +185,67 @@ def test_password_only_login(testbed):
     assert r.returncode == 255
 
 
+def _replace_by_rename(path: Path) -> None:
+    """What useradd, passwd, vipw and apt's adduser do: write a new file beside PATH and
+    rename() it over PATH (same content, mode and owner here)."""
+    st = path.stat()
+    tmp = path.with_name(f".{path.name}.hpcj-test-{uuid.uuid4().hex[:6]}")
+    shutil.copy2(path, tmp)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    os.replace(tmp, path)
+
+
+def test_logins_survive_laptop_passwd_replaced_by_rename(disruptive):
+    """A rename over the laptop's /etc/passwd (any useradd or package install while the bed is
+    up) used to detach the hosts' single-file bind mounts of the bed's passwd/group/shadow:
+    every login then failed with "Permission denied (publickey)"."""
+    tb = disruptive
+    for name in ("passwd", "group", "shadow"):
+        _replace_by_rename(Path("/etc") / name)
+    for host in ["login", *tb.nodes]:
+        r = tb.exec(host, "getent", "passwd", tb.user)
+        assert r.returncode == 0 and r.stdout.startswith(f"{tb.user}:"), (host, r.stdout, r.stderr)
+    r = tb.ssh(tb.login_alias, "id -un")
+    assert r.returncode == 0 and r.stdout.strip() == tb.user, r.stderr
+    r = tb.ssh("node2", "id -un", options=("-J", tb.login_alias))
+    assert r.returncode == 0 and r.stdout.strip() == tb.user, r.stderr
+    child = pexpect.spawn("ssh", tb.ssh_argv(tb.pw_alias, "echo PW-$((6*7))")[1:],
+                          encoding="utf-8", timeout=30)
+    try:                                   # password login reads the bed's shadow
+        child.expect(r"password: ")
+        child.sendline(tb.password)
+        child.expect("PW-42")
+    finally:
+        child.close(force=True)
+    st = subprocess.run(["bash", str(TESTBED_SH), "status"], capture_output=True, text=True,
+                        env={**os.environ, "HPCJ_TESTBED_DIR": str(tb.dir)})
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "known on every host" in st.stdout
+
+
+def test_status_says_when_a_hosts_user_database_is_gone(disruptive):
+    """If a host's users vanish anyway, `testbed.sh status` says which host and why, and fails."""
+    tb = disruptive
+    link = tb.dir / "hosts" / "node2" / "etc" / "passwd"
+    target = os.readlink(link)
+    stale = link.with_name("passwd.hpcj-test")
+    stale.write_text("".join(line for line in Path(target).read_text().splitlines(keepends=True)
+                             if not line.startswith(f"{tb.user}:")))
+    stale.chmod(0o644)
+    try:
+        os.replace(stale, link)            # node2 now has a passwd without the test user
+        st = subprocess.run(["bash", str(TESTBED_SH), "status"], capture_output=True, text=True,
+                            env={**os.environ, "HPCJ_TESTBED_DIR": str(tb.dir)})
+        assert st.returncode != 0
+        assert f"host node2: user database BROKEN: user '{tb.user}' is unknown" in st.stdout, st.stdout
+        assert "Permission denied (publickey)" in st.stdout
+        assert "host login: user database" not in st.stdout
+    finally:
+        link.unlink()
+        os.symlink(target, link)
+    assert tb.ssh("node2", "true", options=("-J", tb.login_alias)).returncode == 0
+
+
 # ---- Slurm -------------------------------------------------------------------------------
 def test_sbatch_runs_on_a_compute_node(testbed):
     jobdir = f"{testbed.remote_dir}/smoke-{uuid.uuid4().hex[:8]}"
@@ -240,6 +307,33 @@ def test_slurm_client_commands_work_for_the_user(testbed):
         assert r.stdout.startswith("JobID|State|ExitCode\n")
     else:                        # default: no accounting storage, Slurm's real error
         assert r.returncode == 1 and "Slurm accounting storage is disabled" in r.stderr
+
+
+def test_sacct_reports_a_finished_jobs_state_and_exit_code(testbed):
+    """With accounting (CI: HPCJ_TESTBED_ACCOUNTING=1), `sacct -X -P -n -j ID` -- the history
+    lookup hpcjupyter does for a job squeue no longer lists -- answers for a finished job."""
+    if not testbed.accounting:
+        assert os.environ.get("HPCJ_TESTBED_ACCOUNTING") != "1", \
+            "HPCJ_TESTBED_ACCOUNTING=1 but the running bed has no accounting"
+        pytest.skip("bed without Slurm accounting (HPCJ_TESTBED_ACCOUNTING=1 adds it)")
+    r = testbed.ssh(testbed.login_alias, "sbatch --parsable -o /dev/null --wrap 'exit 3'")
+    assert r.returncode == 0, r.stderr
+    jobid = r.stdout.strip().split(";")[0]
+
+    def history():
+        q = testbed.ssh(testbed.login_alias, f"sacct -X -P -n -j {jobid} -o JobID,State,ExitCode")
+        return q.stdout.strip() if q.returncode == 0 and "|FAILED|" in q.stdout else None
+
+    assert wait_until(history, 30, what="sacct to record the job's end") == f"{jobid}|FAILED|3:0"
+    # the default columns too (what a bare `sacct -X -P -n -j ID` prints)
+    r = testbed.ssh(testbed.login_alias, f"sacct -X -P -n -j {jobid}")
+    assert r.returncode == 0, r.stderr
+    fields = r.stdout.strip().split("|")
+    assert fields[0] == jobid and "FAILED" in fields and fields[-1] == "3:0", r.stdout
+    # and the user's association (what doctor's account check reads)
+    r = testbed.ssh(testbed.login_alias,
+                    'sacctmgr -n -P show assoc user="$(id -un)" format=account,qos')
+    assert r.returncode == 0 and "hpcj|" in r.stdout, (r.stdout, r.stderr)
 
 
 # ---- JupyterLab ----------------------------------------------------------------------------
@@ -414,3 +508,202 @@ def test_link_down_and_restart_sshd(testbed):
     testbed.restart_sshd("login")
     assert pid_file.read_text() != old
     assert testbed.ssh(testbed.login_alias, "true").returncode == 0
+
+
+# ---- site twins (testbed.sh up --twin) -----------------------------------------------------
+@pytest.fixture(scope="module")
+def twins(testbed, tmp_path_factory):
+    """The twins' description plus one ssh ControlMaster per alias (each login asks once)."""
+    if not testbed.info.get("twins"):
+        assert os.environ.get("HPCJ_TESTBED_TWINS") != "1", "HPCJ_TESTBED_TWINS=1 but the bed has no twins"
+        pytest.skip("bed without site twins (testbed.sh up --twin)")
+    info = json.loads(Path(testbed.info["twins_json"]).read_text())
+    sockets = tmp_path_factory.mktemp("cm")
+    masters = {}
+    last_step = [-1]
+
+    def totp():
+        key = bytes.fromhex(info["cray"]["totp_secret_hex"])
+        step = max(int(time.time()) // 30, last_step[0] + 1)   # never a replayed step
+        last_step[0] = step
+        mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+        off = mac[-1] & 0x0F
+        return f"{(struct.unpack('>I', mac[off:off + 4])[0] & 0x7FFFFFFF) % 10 ** 6:06d}"
+
+    def master(alias):
+        if alias in masters:
+            return masters[alias][0]
+        cm = str(sockets / alias)
+        # the master stays a child of this fixture (no -f: a daemonised master dies with the pty)
+        child = pexpect.spawn("ssh", ["-F", info["ssh_config"], "-o", "ControlMaster=yes",
+                                      "-o", f"ControlPath={cm}", "-N", alias],
+                              encoding="utf-8", timeout=30)
+        deadline = time.time() + 30
+        while not Path(cm).exists():
+            i = child.expect([r"One-time password \(OATH\) for `crayuser': ", r"password: ",
+                              pexpect.EOF, pexpect.TIMEOUT], timeout=0.5)
+            if i == 0:
+                child.sendline(totp())
+            elif i == 1:
+                child.sendline(info["imperial"]["password"])
+            elif i == 2:
+                raise AssertionError(f"ssh {alias} ended: {child.before!r}")
+            assert time.time() < deadline, f"no control socket for {alias}: {child.before!r}"
+        masters[alias] = (cm, child)
+        return cm
+
+    def run(alias, cmd, timeout=120):
+        cm = master(alias)
+        return subprocess.run(["ssh", "-F", info["ssh_config"], "-o", f"ControlPath={cm}",
+                               "-o", "BatchMode=yes", alias, cmd], capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    info["run"] = run
+    yield info
+    for alias, (cm, child) in masters.items():
+        subprocess.run(["ssh", "-F", info["ssh_config"], "-o", f"ControlPath={cm}", "-O", "exit",
+                        alias], capture_output=True)
+        child.close(force=True)
+
+
+def test_twin_aliases_log_in(twins):
+    cray, ic = twins["cray"], twins["imperial"]
+    for alias in cray["aliases"]:
+        r = twins["run"](alias, 'hostname; id -un; echo "$HOME"; id -gn')
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["login", cray["user"], cray["home"], cray["project"]]
+    r = twins["run"](ic["aliases"][0], 'hostname; id -un; echo "$HOME"')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["login", ic["user"], ic["home"]]
+    # key only is not enough on the Cray twin (TOTP), and keys are refused on the Imperial one
+    r = subprocess.run(["ssh", "-F", twins["ssh_config"], "-o", "BatchMode=yes",
+                        "-o", "ControlMaster=no", "-o", "ControlPath=none", cray["aliases"][0], "true"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 255 and "Permission denied" in r.stderr
+
+
+def test_twin_filesystems(testbed, twins):
+    cray, ic = twins["cray"], twins["imperial"]
+    r = testbed.exec("login", "stat", "-c", "%U", cray["home"], cray["work"], cray["epccfs"], ic["home"])
+    assert r.stdout.split() == [cray["user"]] * 3 + [ic["user"]], r.stderr
+    for node in testbed.nodes:           # /home is not mounted on compute nodes; the rest is
+        r = testbed.exec(node, "sh", "-c", f"ls /home; test -e {cray['home']} || echo NOHOME")
+        assert r.stdout.strip() == "NOHOME", r.stdout
+        r = testbed.exec(node, "stat", "-c", "%U", cray["work"], cray["epccfs"], ic["home"])
+        assert r.stdout.split() == [cray["user"]] * 2 + [ic["user"]], r.stderr
+    # the laptop sees the same files under the twins' directory
+    marker = uuid.uuid4().hex
+    r = twins["run"](cray["aliases"][0], f"echo {marker} > {cray['work']}/m && echo {marker} > {cray['home']}/m")
+    assert r.returncode == 0, r.stderr
+    assert (Path(cray["work_local"]) / "m").read_text().strip() == marker
+    assert (Path(cray["home_local"]) / "m").read_text().strip() == marker
+    # the laptop's root filesystem gets mount points only (no twin files)
+    assert not Path(cray["work"]).exists()
+
+
+def test_twin_slurm_job_from_work_sees_no_home(testbed, twins):
+    cray = twins["cray"]
+    opts = f"-A {cray['budget']} -p standard" + (" --qos=standard" if cray["accounting"] else "")
+    r = twins["run"](cray["aliases"][1],
+                     f"cd {cray['work']} && sbatch --parsable {opts} -o twin-%j.out "
+                     "--wrap 'hostname; test -d $HOME && echo HOME-THERE || echo NO-HOME; pwd'")
+    assert r.returncode == 0, r.stderr
+    jobid = r.stdout.strip().split(";")[0]
+    out = Path(cray["work_local"]) / f"twin-{jobid}.out"
+    wait_until(lambda: out.exists() and "NO-HOME" in out.read_text() or None, 30, what=str(out))
+    lines = out.read_text().split()
+    assert lines[0] in testbed.nodes and lines[2] == cray["work"], lines
+    if cray["accounting"]:
+        r = twins["run"](cray["aliases"][1], 'sacctmgr -n -P show assoc user="$(id -un)" format=account,qos')
+        accounts = {line.split("|")[0] for line in r.stdout.split()}
+        assert {cray["project"], cray["budget"]} <= accounts, r.stdout
+        assert "gpu-shd" in r.stdout and "standard" in r.stdout
+    r = twins["run"](cray["aliases"][1], "sinfo -h -o %P")
+    assert {"standard", "serial*", "gpu"} <= set(r.stdout.split()), r.stdout
+
+
+def test_twin_module_shim_and_cray_python(twins):
+    cray = twins["cray"]
+    script = """
+module list 2>&1 | grep -c PrgEnv-cray
+command -v python3.11 >/dev/null; type -t module
+module load cray-python
+command -v python
+python -c 'import sys; print("%d.%d" % sys.version_info[:2])'
+python -c 'import jupyterlab' 2>/dev/null && echo HAS-JUPYTER || echo NO-JUPYTER
+command -v jupyter-lab || echo NO-JUPYTER-LAB
+module list 2>&1 | grep -o 'cray-python[^ ]*'
+module restore 2>/dev/null; command -v python || echo NO-PYTHON
+module load nosuchmodule 2>&1 | grep -c unknown
+module purge; module list 2>&1
+"""
+    r = twins["run"](cray["aliases"][0], f"bash -lc {shlex.quote(script)}")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "1" and lines[1] == "function", lines
+    assert lines[2] == cray["cray_python"], lines
+    assert lines[3] == "3.11" and lines[4] == "NO-JUPYTER" and lines[5] == "NO-JUPYTER-LAB", lines
+    assert lines[6].startswith("cray-python/3.11"), lines
+    assert lines[7] != cray["cray_python"], lines
+    assert lines[8] == "1" and lines[9] == "No modules loaded", lines
+
+
+def test_twin_jupyterlab_installs(testbed, twins):
+    cray = twins["cray"]
+    base = cray["pythonuserbase"]
+    script = f"""
+set -e
+module load cray-python
+export PYTHONUSERBASE={base}      # as the sites document: the user base on /work, its bin on PATH
+export PATH="$PYTHONUSERBASE/bin:$PATH"
+python -c 'import jupyterlab; print(jupyterlab.__version__)'
+jupyter-lab --version
+{cray['epccfs_venv']}/bin/jupyter-lab --version
+"""
+    r = twins["run"](cray["aliases"][0], f"bash -lc {shlex.quote(script)}")
+    assert r.returncode == 0, r.stderr
+    versions = r.stdout.split()
+    assert len(versions) == 3 and len(set(versions)) == 1 and re.fullmatch(r"\d+\.\d+\.\d+\S*", versions[0])
+    # on a compute node too (what the batch job runs)
+    r = testbed.exec("node1", "runuser", "-u", cray["user"], "--", "env", f"PYTHONUSERBASE={base}",
+                     f"HOME={cray['work']}", cray["cray_python"], "-c", "import jupyterlab; print(jupyterlab.__version__)")
+    assert r.returncode == 0 and r.stdout.strip() == versions[0], r.stderr
+
+
+def test_twin_conda_shim(testbed, twins):
+    ic = twins["imperial"]
+    script = """
+eval "$(~/miniforge3/bin/conda shell.bash hook)"
+echo "base=$CONDA_DEFAULT_ENV"
+command -v jupyter-lab || echo NO-JUPYTER-LAB
+conda activate jupyter
+echo "env=$CONDA_DEFAULT_ENV $CONDA_PREFIX"
+command -v jupyter-lab
+jupyter-lab --version >/dev/null && echo RUNS
+conda activate nosuch 2>&1 | head -1
+conda env list | grep -c jupyter
+"""
+    r = twins["run"](ic["aliases"][0], f"bash -c {shlex.quote(script)}")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    prefix = f"{ic['conda']}/envs/jupyter"
+    assert lines[0] == "base=base" and lines[1] == "NO-JUPYTER-LAB", lines
+    assert lines[2] == f"env=jupyter {prefix}" and lines[3] == f"{prefix}/bin/jupyter-lab", lines
+    assert lines[4] == "RUNS" and lines[5].startswith("EnvironmentNameNotFound"), lines
+    assert lines[6] == "1", lines
+
+
+def test_twin_pbs_qsub_as_imperial_user(testbed, twins):
+    ic = twins["imperial"]
+    r = twins["run"](ic["aliases"][0],
+                     "mkdir -p ~/pbs-smoke && cd ~/pbs-smoke && "
+                     "echo 'hostname; echo \"$HOME\"' | qsub -N twin -j oe -l select=1:ncpus=1:mem=1gb")
+    assert r.returncode == 0, r.stderr
+    jobid = r.stdout.strip()
+
+    def done():
+        q = twins["run"](ic["aliases"][0], f"qstat -x -f -F json {jobid}")
+        return json.loads(q.stdout)["Jobs"][jobid] if q.returncode == 0 and '"F"' in q.stdout else None
+
+    job = wait_until(done, 40, what="twin PBS job F")
+    assert job["Exit_status"] == 0 and job["Job_Owner"].startswith(ic["user"] + "@"), job
