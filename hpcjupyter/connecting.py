@@ -189,12 +189,12 @@ def open_tunnel_for(site: Site, connection: Connection, local_port: int | None, 
     ``strict``: the user named ``local_port``; if it is taken, that is an error, not another port."""
     if site.is_local:
         return None
-    from hpcjupyter.tunnel import free_local_port, open_tunnel
+    from hpcjupyter.tunnel import free_local_port
 
     port = free_local_port(local_port, strict)
     endpoint = connection.endpoint
     target = endpoint.node if site.profile.ssh.tunnel == "jump" else endpoint.host
-    return open_tunnel(site.remote, site.profile.ssh.tunnel, target, endpoint.port, port)
+    return site.remote.open_tunnel(site.profile.ssh.tunnel, target, endpoint.port, port)
 
 
 def wait_until_answering(port: int, connection: Connection, seconds: float = 30.0) -> bool:

@@ -26,7 +26,8 @@ from fakes import FakePrompter
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.remote import SshTarget, make_remote
-from hpcjupyter.tunnel import LOOPBACK, Tunnel, free_local_port, open_tunnel, port_open
+from hpcjupyter.remote.base import open_tunnel
+from hpcjupyter.tunnel import LOOPBACK, Tunnel, free_local_port, port_open
 
 SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(p)), None)
 
