@@ -5,7 +5,7 @@ node1, bound to the node's address, serving a random file and a 1 KiB file from 
 Three tunnels reach it, all laptop → login → node1 (the forward shape):
 
 * raw: ``ssh -N -L 127.0.0.1:P:node1:PORT login`` (its own login);
-* openssh: hpcjupyter's tunnel (`hpcjupyter.tunnel.open_tunnel`): a forward added to the site's
+* openssh: hpcjupyter's tunnel (`OpensshRemote.open_tunnel`): a forward added to the site's
   ControlMaster;
 * fabric: hpcjupyter's tunnel over paramiko: a relay thread in this process, as in `connect`.
 
@@ -107,18 +107,19 @@ def our_tunnel(bench: Any, transport: str, port: int) -> int:
     from hpcjupyter.remote.base import SshTarget
     from hpcjupyter.remote.fabric_remote import FabricRemote
     from hpcjupyter.remote.openssh import OpensshRemote
-    from hpcjupyter.tunnel import free_local_port, open_tunnel
+    from hpcjupyter.tunnel import free_local_port
 
     target = SshTarget(site=f"bench-{transport}", host=bench.tb.login_alias, config=str(bench.ssh_config),
                        transport=transport)
+    remote: OpensshRemote | FabricRemote
     if transport == "openssh":
-        remote: Any = OpensshRemote(target, NoPrompts(), control_dir=bench.root / "fig5")
+        remote = OpensshRemote(target, NoPrompts(), control_dir=bench.root / "fig5")
         bench.cleanups.append(remote.disconnect)
     else:
         remote = FabricRemote(target, NoPrompts())
         bench.cleanups.append(remote.close)
     remote.connect()
-    tunnel = open_tunnel(remote, "forward", NODE, port, free_local_port())
+    tunnel = remote.open_tunnel("forward", NODE, port, free_local_port())
     bench.cleanups.append(tunnel.close)
     return tunnel.local_port
 

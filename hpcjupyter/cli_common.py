@@ -72,7 +72,7 @@ def open_site_for(name: str, ui: UI) -> Site:
     """The site's merged profile and scheduler adapter; ssh prompts go to this terminal."""
     from hpcjupyter.schedulers import get_scheduler
     from hpcjupyter.site import Site
-    from hpcjupyter.ui import TerminalPrompter
+    from hpcjupyter.remote.prompts import TerminalPrompter
 
     profile, origins = profiles().load(name)
     return Site(profile=profile, origins=origins, scheduler=get_scheduler(profile.scheduler),

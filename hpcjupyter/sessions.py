@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import fcntl
 import json
 import os
 import tempfile
@@ -17,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
-from hpcjupyter import paths
+from hpcjupyter import locks, paths
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.schedulers.base import JobState, JobStatus
 from hpcjupyter.wait import end_reason
@@ -141,8 +140,7 @@ def _load(path: Path) -> Session | None:
 def updating(site: str, session_id: str) -> Iterator[Session]:
     """Read-modify-write one record under an exclusive lock."""
     target = _path(site, session_id)
-    with open(target.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locks.exclusive(target.with_suffix(".lock")):
         session = _load(target)
         if session is None:
             raise HpcJupyterError(f"session record {target} is missing or unreadable.")

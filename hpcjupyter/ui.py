@@ -1,6 +1,6 @@
 """Talking to the user: a live status line on a terminal, plain lines when piped or NO_COLOR.
 
-Also the terminal Prompter that ssh prompts are relayed through.
+ssh prompts are relayed through `hpcjupyter.remote.prompts.TerminalPrompter`, given this UI.
 """
 
 from __future__ import annotations
@@ -53,29 +53,3 @@ class UI:
     def warn(self, text: str) -> None:
         self.stop_status()
         print(f"warning: {text}", file=sys.stderr, flush=True)
-
-
-class TerminalPrompter:
-    """Relays an ssh prompt to the person at the terminal; secrets are read without echo."""
-
-    def __init__(self, ui: UI) -> None:
-        self.ui = ui
-
-    def ask(self, prompt_text: str, secret: bool) -> str:
-        self.ui.stop_status()
-        if not sys.stdin.isatty():
-            from hpcjupyter.errors import RemoteError
-
-            raise RemoteError(
-                f"ssh asked '{prompt_text.strip()}' but there is no terminal to answer it.",
-                "Run hpcjupyter from a terminal once to log in; later commands reuse that login.",
-            )
-        if secret:
-            import getpass
-
-            return getpass.getpass(prompt_text)
-        print(prompt_text, end="", file=sys.stderr, flush=True)
-        return sys.stdin.readline().rstrip("\n")
-
-    def info(self, text: str) -> None:
-        self.ui.info(text)

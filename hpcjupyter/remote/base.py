@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from hpcjupyter.errors import LoginRefusedError, RemoteError
+
+if TYPE_CHECKING:  # tunnel.py is not needed to run commands: keep it out of start-up
+    from hpcjupyter.tunnel import Tunnel
 
 
 @dataclass(frozen=True)
@@ -22,13 +26,22 @@ class Result:
         return self.returncode == 0
 
 
-
 def run_process(argv: Sequence[str], stdin: str | None, timeout: float | None) -> Result:
     """Run a local process to completion, text in and out; FileNotFoundError and
     subprocess.TimeoutExpired are left to the caller, who knows what they mean there."""
-    proc = subprocess.run(list(argv), input=stdin, stdin=subprocess.DEVNULL if stdin is None else None,
-                          capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout)
+    proc = subprocess.run(
+        list(argv),
+        check=False,
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=timeout,
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
 
 class Runner(Protocol):
     """Anything that can run an argv on the login node (a Remote, or a fake in unit tests)."""
@@ -37,6 +50,10 @@ class Runner(Protocol):
 
 
 TRANSPORTS = ("auto", "openssh", "fabric", "local")
+
+SHAPES = ("forward", "jump")
+"""Tunnel shapes (see tunnel.py): ``forward`` through the login node to NODE:PORT, ``jump`` to the
+node itself and on to its loopback."""
 
 CONNECT_TIMEOUT = 15
 """Seconds ssh may take to reach the login node before it gives up (ssh's ConnectTimeout)."""
@@ -80,7 +97,9 @@ class Prompter(Protocol):
 
 
 class Remote(Runner, Protocol):
-    """Runs commands and moves small files on a login node; one login serves the whole session."""
+    """Runs commands, moves small files and opens tunnels on a login node; one login serves the
+    whole session. Each transport opens its own tunnels: only it knows how its connection carries
+    them (inside the ControlMaster, as paramiko channels, or as plain sockets)."""
 
     def connect(self) -> int: ...
 
@@ -88,7 +107,19 @@ class Remote(Runner, Protocol):
 
     def write_file(self, path: str, text: str, mode: int = 0o600) -> None: ...
 
+    def open_tunnel(self, shape: str, node: str, remote_port: int, local_port: int) -> Tunnel:
+        """An open tunnel of ``shape`` from 127.0.0.1:``local_port`` to Jupyter on ``node``:``remote_port``
+        (the caller picks the port with `free_local_port` and probes readiness through it)."""
+        ...
+
     def close(self) -> None: ...
+
+
+def check_shape(shape: str) -> str:
+    """``shape`` if it is a known tunnel shape, else the one clear error (every transport asks here)."""
+    if shape not in SHAPES:
+        raise RemoteError(f"Unknown tunnel shape {shape!r}.", f"Use one of: {', '.join(SHAPES)}.")
+    return shape
 
 
 _HOME = 'case "$1" in "~/"*) set -- "$HOME/${1#"~/"}";; esac; '
@@ -103,9 +134,7 @@ def read_file_argv(path: str) -> list[str]:
     script POSIX whatever the user's login shell is (csh users exist).
     """
     script = (
-        _HOME
-        + 'ls -- "$(dirname -- "$1")" >/dev/null 2>&1; '
-        + f'[ -e "$1" ] || exit {READ_MISSING}; exec cat -- "$1"'
+        _HOME + 'ls -- "$(dirname -- "$1")" >/dev/null 2>&1; ' + f'[ -e "$1" ] || exit {READ_MISSING}; exec cat -- "$1"'
     )
     return ["sh", "-c", script, "hpcj-read", path]
 
@@ -143,6 +172,21 @@ def interpret_write(result: Result, path: str, where: str) -> None:
             f"Could not write {path} on {where}: {result.stderr.strip() or f'exit status {result.returncode}'}.",
             "Check that the directory exists and that you may write to it (and your quota).",
         )
+
+
+FILE_TIMEOUT = 60
+"""Seconds one small-file round trip may take on the login node."""
+
+
+def read_file_via(runner: Runner, path: str, where: str) -> str | None:
+    """Read a small remote file with one command on ``runner`` (the shell transports share this:
+    no sftp, so it works wherever a command does); None if it does not exist."""
+    return interpret_read(runner.run(read_file_argv(path), timeout=FILE_TIMEOUT), path, where)
+
+
+def write_file_via(runner: Runner, path: str, text: str, mode: int, where: str) -> None:
+    """Write a small remote file atomically with ``mode`` with one command on ``runner``."""
+    interpret_write(runner.run(write_file_argv(path, mode), stdin=text, timeout=FILE_TIMEOUT), path, where)
 
 
 # Errors the user reads: what happened and what to do, shared by the openssh and fabric transports.

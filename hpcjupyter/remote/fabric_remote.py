@@ -10,13 +10,15 @@ prompts, password) asked through the `Prompter`, partial (two-factor) authentica
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shlex
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.remote.base import (
@@ -25,15 +27,15 @@ from hpcjupyter.remote.base import (
     Result,
     SshTarget,
     auth_error,
+    check_shape,
     host_key_changed_error,
     host_key_unknown_error,
-    interpret_read,
-    interpret_write,
-    read_file_argv,
+    read_file_via,
     unreachable_error,
     unresolved_error,
-    write_file_argv,
+    write_file_via,
 )
+from hpcjupyter.tunnel import LOOPBACK, Relay
 
 MAX_TRIES = 3
 """Wrong answers allowed per method, as OpenSSH's NumberOfPasswordPrompts."""
@@ -401,15 +403,46 @@ class FabricRemote:
             return _exec(chan, shlex.join(argv), stdin, timeout, self.target.label)
         except (SSHException, EOFError, OSError) as exc:
             raise RemoteError(
-                f"The connection to {self.target.label} was lost while running {argv[0] if argv else 'a command'}: {exc}",
+                f"The connection to {self.target.label} was lost while running "
+                f"{argv[0] if argv else 'a command'}: {exc}",
                 "Check your network and try again.",
             ) from None
 
     def read_file(self, path: str) -> str | None:
-        return interpret_read(self.run(read_file_argv(path), timeout=60), path, self.target.label)
+        return read_file_via(self, path, self.target.label)
 
     def write_file(self, path: str, text: str, mode: int = 0o600) -> None:
-        interpret_write(self.run(write_file_argv(path, mode), stdin=text, timeout=60), path, self.target.label)
+        write_file_via(self, path, text, mode, self.target.label)
+
+    def open_tunnel(self, shape: str, node: str, remote_port: int, local_port: int) -> Relay:
+        """A listener thread on 127.0.0.1 feeding ``direct-tcpip`` channels: of this connection to
+        ``node``:``remote_port`` (``forward``), or of a second login to the node carried inside it,
+        to the node's loopback (``jump``). Listener threads never prompt: a dropped connection is
+        logged in again only by ``reopen``, in the caller's thread."""
+        jump = check_shape(shape) == "jump"
+        dest = (LOOPBACK, remote_port) if jump else (node, remote_port)
+        if jump:
+            self.hop_transport(node)  # log in to the node now, in the caller's thread (prompts)
+
+        def get_transport() -> Any:
+            return self.hop_transport(node, reconnect=False) if jump else self.connection.transport
+
+        def reconnect() -> None:
+            if jump:
+                self.hop_transport(node)
+            else:
+                self.connect()
+
+        def opener() -> Any:
+            return get_transport().open_channel("direct-tcpip", dest, (LOOPBACK, local_port), timeout=CONNECT_TIMEOUT)
+
+        def healthy() -> bool:
+            t = get_transport()
+            return t is not None and bool(t.is_active())
+
+        relay = Relay(local_port, opener, healthy, reconnect)
+        relay.open()
+        return relay
 
     def close(self) -> None:
         """Close this process's connection to the target (and any hops through it)."""
@@ -443,7 +476,7 @@ def _harden(conn: Any) -> None:
 def _open_connection(conn: Any, label: str) -> None:
     try:
         conn.open()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - paramiko and sockets raise many kinds; each is classified
         conn.close()
         raise classify_exception(exc, label, conn.port) from None
     _no_delay(conn)
@@ -464,11 +497,9 @@ def _exec(chan: Any, command: str, stdin: str | None, timeout: float | None, lab
     err: list[bytes] = []
 
     def drain_stderr() -> None:
-        try:
+        with contextlib.suppress(Exception):  # a dropped channel ends stderr like EOF
             while data := chan.recv_stderr(32768):
                 err.append(data)
-        except Exception:
-            pass
 
     def feed() -> None:
         try:
@@ -485,8 +516,8 @@ def _exec(chan: Any, command: str, stdin: str | None, timeout: float | None, lab
         while data := chan.recv(32768):
             out.append(data)
         if not chan.status_event.wait(timeout):
-            raise socket.timeout()
-    except socket.timeout:
+            raise TimeoutError()
+    except TimeoutError:
         chan.close()
         raise RemoteError(
             f"A command on {label} did not finish within {timeout:g} s: {command[:120]}",
@@ -495,5 +526,8 @@ def _exec(chan: Any, command: str, stdin: str | None, timeout: float | None, lab
     for t in threads:
         t.join(5)
     chan.close()
-    decode = lambda parts: b"".join(parts).decode("utf-8", "replace")  # noqa: E731
-    return Result(chan.recv_exit_status(), decode(out), decode(err))
+    return Result(chan.recv_exit_status(), _decode(out), _decode(err))
+
+
+def _decode(parts: list[bytes]) -> str:
+    return b"".join(parts).decode("utf-8", "replace")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.base import Prompter, Result, SshTarget, run_process
+from hpcjupyter.remote.base import CONNECT_TIMEOUT, Prompter, Result, SshTarget, check_shape, run_process
+from hpcjupyter.tunnel import LOOPBACK, Relay
 
 
 class LocalRemote:
@@ -30,9 +32,7 @@ class LocalRemote:
         except PermissionError as exc:
             return Result(126, "", f"{argv[0]}: {exc.strerror}\n")
         except subprocess.TimeoutExpired as exc:
-            raise RemoteError(
-                f"A local command did not finish within {timeout:g} s: {' '.join(argv)[:120]}"
-            ) from exc
+            raise RemoteError(f"A local command did not finish within {timeout:g} s: {' '.join(argv)[:120]}") from exc
 
     def read_file(self, path: str) -> str | None:
         p = Path(path).expanduser()
@@ -61,6 +61,14 @@ class LocalRemote:
                 f"Could not write {p}: {exc.strerror}.",
                 "Check that the directory exists and that you may write to it.",
             ) from exc
+
+    def open_tunnel(self, shape: str, node: str, remote_port: int, local_port: int) -> Relay:
+        """A relay to a port on this machine (the ``node`` for ``forward``, loopback for ``jump``),
+        so the local site goes through the same connect path as a remote one."""
+        dest = node if check_shape(shape) == "forward" else LOOPBACK
+        relay = Relay(local_port, lambda: socket.create_connection((dest, remote_port), timeout=CONNECT_TIMEOUT))
+        relay.open()
+        return relay
 
     def close(self) -> None:
         pass

@@ -3,7 +3,7 @@
 The master is opened once under pexpect (prompts relayed to the user) and left running in the
 background with ControlPersist; every command, file transfer and the tunnel are mux clients of
 it, across separate hpcjupyter invocations. argv building and error classification are pure
-functions; `OpensshRemote` is the thin layer that runs them.
+functions; `OpensshRemote` is the thin layer that runs them. The tunnels are in openssh_tunnels.py.
 """
 
 from __future__ import annotations
@@ -16,27 +16,31 @@ import shutil
 import signal
 import stat
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 from hpcjupyter.errors import RemoteError
+from hpcjupyter.locks import exclusive
 from hpcjupyter.remote.base import (
     CONNECT_TIMEOUT,
     Prompter,
     Result,
     SshTarget,
     auth_error,
+    check_shape,
     host_key_changed_error,
     host_key_unknown_error,
-    interpret_read,
-    interpret_write,
-    read_file_argv,
+    read_file_via,
     run_process,
     ssh_not_found_error,
     unreachable_error,
     unresolved_error,
-    write_file_argv,
+    write_file_via,
 )
+
+if TYPE_CHECKING:
+    from hpcjupyter.tunnel import Tunnel
 
 CONTROL_PERSIST = "4h"
 """How long the master outlives its last client: a working day of separate invocations."""
@@ -278,11 +282,8 @@ class OpensshRemote:
     def connect(self) -> int:
         """Open the master unless one is running; returns how many prompts the user answered."""
         ensure_control_dir(self.control_path)
-        import fcntl
-
         # One login even when two invocations start together: the second waits, then reuses.
-        with open(self.control_path + ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(self.control_path + ".lock"):
             if self.master_alive():
                 self._connected = True
                 return 0
@@ -314,8 +315,7 @@ class OpensshRemote:
             return out.answered
         if out.exitstatus == 0:
             raise RemoteError(
-                f"ssh logged in to {self.target.label} but its control socket {self.control_path} "
-                "is not answering.",
+                f"ssh logged in to {self.target.label} but its control socket {self.control_path} is not answering.",
                 f"ssh said: {out.transcript.strip()[-300:] or '(nothing)'}",
             )
         raise classify_ssh_error(out.transcript, self.target.label)
@@ -345,10 +345,22 @@ class OpensshRemote:
         return res
 
     def read_file(self, path: str) -> str | None:
-        return interpret_read(self.run(read_file_argv(path), timeout=60), path, self.target.label)
+        return read_file_via(self, path, self.target.label)
 
     def write_file(self, path: str, text: str, mode: int = 0o600) -> None:
-        interpret_write(self.run(write_file_argv(path, mode), stdin=text, timeout=60), path, self.target.label)
+        write_file_via(self, path, text, mode, self.target.label)
+
+    # tunnels
+
+    def open_tunnel(self, shape: str, node: str, remote_port: int, local_port: int) -> Tunnel:
+        """``forward``: a forward added to the master; ``jump``: an ssh to the node hopping
+        through the master. Neither logs in to the login node again."""
+        from hpcjupyter.remote.openssh_tunnels import JumpProcess, MasterForward
+
+        kind = MasterForward if check_shape(shape) == "forward" else JumpProcess
+        tunnel = kind(self, node, remote_port, local_port)
+        tunnel.open()
+        return tunnel
 
     def effective_user(self) -> str | None:
         """The user ssh logs in as after the user's ssh_config (``ssh -G``), for the jump hop."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Protocol
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.remote.base import Prompter
@@ -26,34 +27,63 @@ IDLE_TIMEOUT = 180.0
 """Seconds ssh may print nothing while not waiting for the user (LoginGraceTime is 120 s)."""
 
 _SECRET_WORDS = re.compile(
-    r"pass(word|phrase|code)|one-time|\botp\b|\bpin\b|token|verification code|secret|response", re.I
+    r"pass(word|phrase|code)|one-time|\botp\b|\bpin\b|token|verification code|secret|response", re.IGNORECASE
 )
-_PUBLIC_WORDS = re.compile(r"\(yes/no|\byes or no\b|option|\[fingerprint\]", re.I)
+_PUBLIC_WORDS = re.compile(r"\(yes/no|\byes or no\b|option|\[fingerprint\]", re.IGNORECASE)
+
+
+class StatusLine(Protocol):
+    """What the prompter needs of the CLI's UI (`hpcjupyter.ui.UI`): a live status line to stop
+    before a question is asked, and a way to show text."""
+
+    def stop_status(self) -> None: ...
+
+    def info(self, text: str) -> None: ...
 
 
 class TerminalPrompter:
-    """The default prompter: the user's terminal (getpass for secrets), output on stderr."""
+    """The person at the terminal: secrets read without echo, everything on stderr (stdout stays
+    clean for URLs and --json). With ``ui``, its live status line is stopped before each question
+    (else the spinner would overwrite the prompt) and text is shown through it."""
+
+    def __init__(self, ui: StatusLine | None = None) -> None:
+        self.ui = ui
 
     def ask(self, prompt_text: str, secret: bool) -> str:
+        if self.ui is not None:
+            self.ui.stop_status()
         if not sys.stdin.isatty():
             raise RemoteError(
                 f"ssh asks {prompt_text.strip()!r} but there is no terminal to answer it.",
-                "Run hpcjupyter in a terminal for the first login of a session, or set up key "
-                "authentication (with ssh-agent) for this site.",
+                "Run hpcjupyter in a terminal for the first login of a session (later commands reuse "
+                "that login), or set up key authentication (with ssh-agent) for this site.",
             )
         if secret:
             import getpass
 
-            return getpass.getpass(prompt_text, stream=sys.stderr)
+            try:
+                return getpass.getpass(prompt_text, stream=sys.stderr)
+            except EOFError:
+                raise _no_answer(prompt_text) from None
         sys.stderr.write(prompt_text)
         sys.stderr.flush()
         line = sys.stdin.readline()
         if not line:
-            raise RemoteError(f"No answer to {prompt_text.strip()!r} (end of input).")
+            raise _no_answer(prompt_text)
         return line.rstrip("\n")
 
     def info(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        if self.ui is not None:
+            self.ui.info(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+def _no_answer(prompt_text: str) -> RemoteError:
+    return RemoteError(
+        f"No answer to {prompt_text.strip()!r}: the terminal's input ended (Ctrl-D).",
+        "Run the command again and answer the question, or press Ctrl-C to stop.",
+    )
 
 
 def guess_secret(prompt_text: str) -> bool:
@@ -67,7 +97,7 @@ def is_secret(child: Any, prompt_text: str) -> bool:
     """Echo off on ssh's terminal means ssh is reading a secret; fall back to the words."""
     try:
         return not child.getecho()
-    except Exception:  # no termios (e.g. a fake child): decide from the text
+    except Exception:  # noqa: BLE001 - no termios (e.g. a fake child): decide from the text
         return guess_secret(prompt_text)
 
 

@@ -195,3 +195,31 @@ def test_missing_config_file_is_clear() -> None:
     remote = fr.FabricRemote(fr.SshTarget(site="s", host="h", config="/nonexistent/cfg", transport="fabric"), FakePrompter())
     with pytest.raises(RemoteError, match="does not exist"):
         remote.connection  # noqa: B018
+
+
+def test_fabric_unknown_shape_fails_before_any_login(mocker) -> None:  # type: ignore[no-untyped-def]
+    from hpcjupyter.remote.base import SshTarget
+
+    remote = fr.FabricRemote(SshTarget(site="s", host="h", transport="fabric"), FakePrompter())
+    connect = mocker.patch.object(fr.FabricRemote, "connect")
+    hop = mocker.patch.object(fr.FabricRemote, "hop_transport")
+    with pytest.raises(RemoteError, match="Unknown tunnel shape 'sideways'"):
+        remote.open_tunnel("sideways", "n", 1, 2)
+    assert not connect.called and not hop.called
+
+
+def test_fabric_path_imports_nothing_posix_only() -> None:
+    """Windows uses the fabric transport: importing it (and what it uses: tunnels, prompts, the
+    lock helper) must work where fcntl, termios and pty do not exist."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for m in ('fcntl', 'termios', 'pty', 'tty', 'resource', 'pwd', 'grp'): sys.modules[m] = None\n"
+        "import hpcjupyter.remote, hpcjupyter.remote.fabric_remote, hpcjupyter.remote.prompts\n"
+        "import hpcjupyter.remote.local, hpcjupyter.tunnel, hpcjupyter.locks\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -26,7 +26,7 @@ from fakes import FakePrompter
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.remote import SshTarget, make_remote
-from hpcjupyter.tunnel import LOOPBACK, Tunnel, free_local_port, open_tunnel, port_open
+from hpcjupyter.tunnel import LOOPBACK, Tunnel, free_local_port, port_open
 
 SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(p)), None)
 
@@ -238,7 +238,7 @@ def test_openssh_forward_tunnel_lives_in_the_master_and_cancels(sshd: Sshd, env:
     before = sshd.accepted()
     r.connect()
     lp = free_local_port()
-    tunnel = cleanup(open_tunnel(r, "forward", "127.0.0.1", web, lp))
+    tunnel = cleanup(r.open_tunnel("forward", "127.0.0.1", web, lp))
     assert tunnel.alive() and get(lp) == 200
     assert tunnel.pid == r.master_pid()  # the forward is held by the master: no second login
     if shutil.which("ss"):
@@ -253,7 +253,7 @@ def test_openssh_forward_tunnel_lives_in_the_master_and_cancels(sshd: Sshd, env:
 def test_openssh_forward_reopens_after_the_master_is_killed(sshd: Sshd, env: str, cleanup, web: int) -> None:  # type: ignore[no-untyped-def]
     r = cleanup(make_remote(target(sshd, "kill", "openssh"), FakePrompter()))
     lp = free_local_port()
-    tunnel = cleanup(open_tunnel(r, "forward", "127.0.0.1", web, lp))
+    tunnel = cleanup(r.open_tunnel("forward", "127.0.0.1", web, lp))
     assert get(lp) == 200
     pid = tunnel.pid
     assert pid is not None
@@ -279,7 +279,7 @@ def test_openssh_jump_tunnel_hops_through_the_master(sshd: Sshd, env: str, clean
     r.connect()
     before = sshd.accepted()
     lp = free_local_port()
-    tunnel = cleanup(open_tunnel(r, "jump", "node", web, lp))
+    tunnel = cleanup(r.open_tunnel("jump", "node", web, lp))
     assert tunnel.alive() and get(lp) == 200
     # only the node login is new: the hop to the login node went through the master
     assert sshd.logins_since(before, 1) == 1
@@ -371,7 +371,7 @@ def test_fabric_one_connection_for_commands_files_and_both_tunnels(sshd: Sshd, e
     assert sshd.logins_since(before, 1) == 1
 
     lp = free_local_port()
-    fwd = cleanup(open_tunnel(r, "forward", "127.0.0.1", web, lp))
+    fwd = cleanup(r.open_tunnel("forward", "127.0.0.1", web, lp))
     assert fwd.alive() and get(lp) == 200
     if shutil.which("ss"):
         assert listening_addresses(lp) == ["127.0.0.1"]
@@ -382,7 +382,7 @@ def test_fabric_one_connection_for_commands_files_and_both_tunnels(sshd: Sshd, e
 
     before = sshd.accepted()
     jp = free_local_port()
-    jump = cleanup(open_tunnel(r, "jump", "node", web, jp))
+    jump = cleanup(r.open_tunnel("jump", "node", web, jp))
     assert jump.alive() and get(jp) == 200
     assert sshd.logins_since(before, 1) == 1  # the node login, inside the existing connection
     jump.close()
@@ -417,4 +417,4 @@ def test_fabric_unreachable_is_clear(sshd: Sshd, env: str, cleanup) -> None:  # 
 def test_openssh_busy_local_port_is_a_clear_error(sshd: Sshd, env: str, cleanup, web: int, shape: str) -> None:  # type: ignore[no-untyped-def]
     r = cleanup(make_remote(target(sshd, f"busy{shape}", "openssh"), FakePrompter()))
     with pytest.raises(RemoteError, match="something else is listening"):
-        open_tunnel(r, shape, "127.0.0.1" if shape == "forward" else "node", web, web)
+        r.open_tunnel(shape, "127.0.0.1" if shape == "forward" else "node", web, web)

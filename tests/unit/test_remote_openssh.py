@@ -22,6 +22,7 @@ from hpcjupyter.remote.openssh import (
     parse_master_pid,
     run_argv,
 )
+from hpcjupyter.remote.openssh_tunnels import forward_argv, jump_argv, proxy_command
 
 T = SshTarget(site="archer2", host="login.archer2.ac.uk", user="jdoe", port=2222, config="/etc/hpcj/ssh_config")
 PLAIN = SshTarget(site="cirrus", host="cirrus")
@@ -325,3 +326,88 @@ def test_ssh_missing_is_a_clear_error(mocker) -> None:  # type: ignore[no-untype
 def test_timeout_is_a_remote_error(remote: OpensshRemote) -> None:
     with pytest.raises(RemoteError, match="did not finish within 0.2 s"):
         openssh._run(["sleep", "5"], None, 0.2, "h")
+
+
+# --- tunnel argv (openssh_tunnels) ---
+
+IMPERIAL = SshTarget(site="imperial", host="login.cx3.hpc.ic.ac.uk", user="jdoe", port=2222, config="/p/ssh_config")
+CTL = "/home/jdoe/.local/state/hpcjupyter/cm/imperial-0123456789ab"
+
+
+def test_forward_argv_adds_the_forward_to_the_master() -> None:
+    argv = forward_argv(IMPERIAL, CTL, "nid001234", 34567, 8888)
+    assert argv[0] == "ssh" and argv[argv.index("-F") + 1] == "/p/ssh_config"
+    assert argv[argv.index("-S") + 1] == CTL
+    assert argv[-5:] == ["-L", "127.0.0.1:8888:nid001234:34567", "-O", "forward", IMPERIAL.host]
+    assert opt(argv, "ControlMaster") == "no"
+    cancel = forward_argv(IMPERIAL, CTL, "nid001234", 34567, 8888, op="cancel")
+    assert cancel[-5:] == ["-L", "127.0.0.1:8888:nid001234:34567", "-O", "cancel", IMPERIAL.host]
+
+
+def test_jump_argv_goes_through_the_master_to_the_node_loopback() -> None:
+    argv = jump_argv(IMPERIAL, CTL, "cx3-12-3", 40001, 9999, user="jdoe")
+    assert argv[-1] == "cx3-12-3"
+    assert argv[argv.index("-L") + 1] == "127.0.0.1:9999:127.0.0.1:40001"
+    assert "-N" in argv
+    assert argv[argv.index("-l") + 1] == "jdoe"
+    assert "-p" not in argv  # the login node's port is not the compute node's
+    assert argv[argv.index("-F") + 1] == "/p/ssh_config"
+    assert opt(argv, "ExitOnForwardFailure") == "yes"
+    assert opt(argv, "ServerAliveInterval") == "15"
+    assert opt(argv, "ControlPath") == "none"  # the node connection is not itself multiplexed
+    assert opt(argv, "StrictHostKeyChecking") is None and opt(argv, "BatchMode") is None
+    hop = shlex.split(opt(argv, "ProxyCommand") or "")
+    assert hop[hop.index("-S") + 1] == CTL  # the hop to the login node reuses the master
+    assert hop[-3:] == ["-W", "%h:%p", IMPERIAL.host]
+    assert hop[hop.index("-p") + 1] == "2222" and hop[hop.index("-l") + 1] == "jdoe"
+    assert "ControlMaster=no" in hop and "ProxyCommand=false" in hop  # never a second login
+
+
+def test_jump_argv_takes_the_login_user() -> None:
+    argv = jump_argv(SshTarget(site="s", host="alias"), "/c", "node1", 1, 2, user="fromconfig")
+    assert argv[argv.index("-l") + 1] == "fromconfig"
+
+
+def test_proxy_command_escapes_percent() -> None:
+    cmd = proxy_command(SshTarget(site="s", host="h", config="/odd%dir/cfg"), "/c%x")
+    assert "/odd%%dir/cfg" in cmd and "/c%%x" in cmd and cmd.endswith("-W %h:%p h")
+
+
+# --- tunnels, with ssh faked ---
+
+
+def test_master_forward_adds_and_cancels_through_the_master(remote: OpensshRemote, mocker) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from hpcjupyter.remote.openssh_tunnels import MasterForward
+
+    mocker.patch.object(OpensshRemote, "connect", return_value=0)
+    mocker.patch.object(OpensshRemote, "master_alive", return_value=True)
+    run = mocker.patch.object(openssh, "_run", return_value=Result(0, "", ""))
+    with socket.socket() as listener:  # stands for the master's listener on the local port
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        lp = listener.getsockname()[1]
+        tunnel = remote.open_tunnel("forward", "nid001234", 34567, lp)
+        assert isinstance(tunnel, MasterForward)
+        tunnel.close()
+    ops = [c.args[0] for c in run.call_args_list]
+    spec = f"127.0.0.1:{lp}:nid001234:34567"
+    assert ops == [forward_argv(PLAIN, remote.control_path, "nid001234", 34567, lp, op=op, ssh="/usr/bin/ssh")
+                   for op in ("forward", "cancel")]
+    assert all(argv[argv.index("-L") + 1] == spec for argv in ops)
+
+
+def test_master_forward_refused_port_is_a_clear_error(remote: OpensshRemote, mocker) -> None:  # type: ignore[no-untyped-def]
+    mocker.patch.object(OpensshRemote, "connect", return_value=0)
+    mocker.patch.object(openssh, "_run", return_value=Result(255, "", "Port forwarding failed.\n"))
+    with pytest.raises(RemoteError, match="something else is listening"):
+        remote.open_tunnel("forward", "n", 1, 40123)
+
+
+def test_openssh_unknown_shape_fails_before_any_ssh(remote: OpensshRemote, mocker) -> None:  # type: ignore[no-untyped-def]
+    run = mocker.patch.object(openssh, "_run")
+    connect = mocker.patch.object(OpensshRemote, "connect")
+    with pytest.raises(RemoteError, match="Unknown tunnel shape 'sideways'"):
+        remote.open_tunnel("sideways", "n", 1, 2)
+    assert not run.called and not connect.called

@@ -186,3 +186,45 @@ def test_terminal_prompter_without_terminal_says_what_to_do(monkeypatch: pytest.
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     with pytest.raises(RemoteError, match="no terminal"):
         TerminalPrompter().ask("Verification code: ", True)
+
+
+class FakeUI:
+    """The two things the prompter uses of the CLI's UI."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def stop_status(self) -> None:
+        self.events.append("stop")
+
+    def info(self, text: str) -> None:
+        self.events.append(f"info:{text}")
+
+
+def test_terminal_prompter_stops_the_status_line_before_asking(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    ui = FakeUI()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    assert TerminalPrompter(ui).ask("Continue (yes/no)? ", False) == "yes"
+    assert ui.events == ["stop"]
+    TerminalPrompter(ui).info("Duo two-factor login")
+    assert ui.events == ["stop", "info:Duo two-factor login"]
+
+
+def test_terminal_prompter_end_of_input_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    with pytest.raises(RemoteError, match="input ended"):
+        TerminalPrompter(FakeUI()).ask("Passcode or option (1-3): ", False)
+
+    def eof(*args: object, **kwargs: object) -> str:
+        raise EOFError
+
+    monkeypatch.setattr(getpass, "getpass", eof)
+    with pytest.raises(RemoteError, match="input ended"):
+        TerminalPrompter().ask("Password: ", True)

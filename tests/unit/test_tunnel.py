@@ -1,9 +1,9 @@
-"""Tunnel argv (both shapes), local port choice, and the relay tunnel (fabric/local) on loopback."""
+"""Local port choice and the relay tunnel (fabric/local) on loopback, driven through the local
+transport's ``open_tunnel``. The openssh tunnels' argv is tested in test_remote_openssh.py."""
 
 from __future__ import annotations
 
 import http.server
-import shlex
 import socket
 import threading
 import urllib.request
@@ -12,73 +12,13 @@ from typing import Iterator
 import pytest
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.base import SshTarget
 from hpcjupyter.remote.local import LocalRemote
-from hpcjupyter.tunnel import (
-    LOOPBACK,
-    Relay,
-    forward_argv,
-    free_local_port,
-    jump_argv,
-    local_spec,
-    open_tunnel,
-    port_open,
-    proxy_command,
-)
-
-T = SshTarget(site="imperial", host="login.cx3.hpc.ic.ac.uk", user="jdoe", port=2222, config="/p/ssh_config")
-CTL = "/home/jdoe/.local/state/hpcjupyter/cm/imperial-0123456789ab"
-
-
-def opt(argv: list[str], name: str) -> str | None:
-    for i, word in enumerate(argv[:-1]):
-        if word == "-o" and argv[i + 1].startswith(name + "="):
-            return argv[i + 1].split("=", 1)[1]
-    return None
+from hpcjupyter.tunnel import LOOPBACK, Relay, free_local_port, local_spec, port_open
 
 
 def test_local_spec_binds_loopback_only() -> None:
     assert local_spec(8888, "nid001234", 34567) == "127.0.0.1:8888:nid001234:34567"
     assert local_spec(8888, "fe80::1", 1) == "127.0.0.1:8888:[fe80::1]:1"
-
-
-def test_forward_argv_adds_the_forward_to_the_master() -> None:
-    argv = forward_argv(T, CTL, "nid001234", 34567, 8888)
-    assert argv[0] == "ssh" and argv[argv.index("-F") + 1] == "/p/ssh_config"
-    assert argv[argv.index("-S") + 1] == CTL
-    assert argv[-5:] == ["-L", "127.0.0.1:8888:nid001234:34567", "-O", "forward", T.host]
-    assert opt(argv, "ControlMaster") == "no"
-    cancel = forward_argv(T, CTL, "nid001234", 34567, 8888, op="cancel")
-    assert cancel[-5:] == ["-L", "127.0.0.1:8888:nid001234:34567", "-O", "cancel", T.host]
-
-
-def test_jump_argv_goes_through_the_master_to_the_node_loopback() -> None:
-    argv = jump_argv(T, CTL, "cx3-12-3", 40001, 9999, user="jdoe")
-    assert argv[-1] == "cx3-12-3"
-    assert argv[argv.index("-L") + 1] == "127.0.0.1:9999:127.0.0.1:40001"
-    assert "-N" in argv
-    assert argv[argv.index("-l") + 1] == "jdoe"
-    assert "-p" not in argv  # the login node's port is not the compute node's
-    assert argv[argv.index("-F") + 1] == "/p/ssh_config"
-    assert opt(argv, "ExitOnForwardFailure") == "yes"
-    assert opt(argv, "ServerAliveInterval") == "15"
-    assert opt(argv, "ControlPath") == "none"  # the node connection is not itself multiplexed
-    assert opt(argv, "StrictHostKeyChecking") is None and opt(argv, "BatchMode") is None
-    hop = shlex.split(opt(argv, "ProxyCommand") or "")
-    assert hop[hop.index("-S") + 1] == CTL  # the hop to the login node reuses the master
-    assert hop[-3:] == ["-W", "%h:%p", T.host]
-    assert hop[hop.index("-p") + 1] == "2222" and hop[hop.index("-l") + 1] == "jdoe"
-    assert "ControlMaster=no" in hop and "ProxyCommand=false" in hop  # never a second login
-
-
-def test_jump_argv_takes_the_login_user() -> None:
-    argv = jump_argv(SshTarget(site="s", host="alias"), "/c", "node1", 1, 2, user="fromconfig")
-    assert argv[argv.index("-l") + 1] == "fromconfig"
-
-
-def test_proxy_command_escapes_percent() -> None:
-    cmd = proxy_command(SshTarget(site="s", host="h", config="/odd%dir/cfg"), "/c%x")
-    assert "/odd%%dir/cfg" in cmd and "/c%%x" in cmd and cmd.endswith("-W %h:%p h")
 
 
 # --- local ports ---
@@ -129,9 +69,9 @@ def get(port: int) -> int:
 
 def test_local_tunnel_forwards_closes_and_reopens(web: int) -> None:
     lp = free_local_port()
-    tunnel = open_tunnel(LocalRemote(), "forward", LOOPBACK, web, lp)
+    tunnel = LocalRemote().open_tunnel("forward", LOOPBACK, web, lp)
     try:
-        assert tunnel.alive() and get(lp) == 200 and tunnel.url == f"http://127.0.0.1:{lp}"
+        assert tunnel.alive() and get(lp) == 200 and tunnel.local_port == lp
         tunnel.close()
         assert not tunnel.alive() and not port_open(lp)
         tunnel.reopen()
@@ -142,7 +82,7 @@ def test_local_tunnel_forwards_closes_and_reopens(web: int) -> None:
 
 def test_relay_listens_on_loopback_only(web: int) -> None:
     lp = free_local_port()
-    tunnel = open_tunnel(LocalRemote(), "jump", "ignored-node", web, lp)
+    tunnel = LocalRemote().open_tunnel("jump", "ignored-node", web, lp)
     try:
         assert tunnel._listener is not None  # type: ignore[attr-defined]
         assert tunnel._listener.getsockname()[0] == "127.0.0.1"  # type: ignore[attr-defined]
@@ -164,9 +104,9 @@ def test_relay_reports_unhealthy_upstream(web: int) -> None:
 
 def test_busy_local_port_is_a_clear_error(web: int) -> None:
     with pytest.raises(RemoteError, match="something else is listening"):
-        open_tunnel(LocalRemote(), "forward", LOOPBACK, web, web)
+        LocalRemote().open_tunnel("forward", LOOPBACK, web, web)
 
 
 def test_unknown_shape() -> None:
     with pytest.raises(RemoteError, match="Unknown tunnel shape"):
-        open_tunnel(LocalRemote(), "sideways", "n", 1, 2)
+        LocalRemote().open_tunnel("sideways", "n", 1, 2)
