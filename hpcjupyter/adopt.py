@@ -6,7 +6,6 @@ so the job's name is enough to find its log and connection file again.
 
 from __future__ import annotations
 
-
 from hpcjupyter import protocol, sessions
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.render import job_dir
@@ -15,14 +14,17 @@ from hpcjupyter.schedulers.base import JobState
 from hpcjupyter.site import Site
 from hpcjupyter.submitting import remote_user
 
+
 def adopt(site: Site, job_id: str) -> sessions.Session:
     """Look the job up, check it is one of ours, and save a record for it."""
     site.login()  # first: a login that cannot work (no ssh, refused) says so, not "unknown job"
     status = site.status([job_id]).get(job_id)
     if status is None or status.state is JobState.UNKNOWN:
         why = f": {status.reason}" if status is not None and status.reason else ""
-        raise HpcJupyterError(f"the scheduler on {site.name} could not say what job {job_id} is{why}.",
-                              "Check the job id, or try again in a minute.")
+        raise HpcJupyterError(
+            f"the scheduler on {site.name} could not say what job {job_id} is{why}.",
+            "Check the job id, or try again in a minute.",
+        )
     session_id = protocol.session_of(status.name)
     if session_id is None:
         known = f" (its name is '{status.name}')" if status.name else ""
@@ -32,9 +34,15 @@ def adopt(site: Site, job_id: str) -> sessions.Session:
         )
     request = build_request(site.profile, {}, session_id=session_id)
     session = sessions.Session(
-        site=site.name, session_id=request.session_id, job_dir=job_dir(site.profile, request, remote_user(site)),
-        job_name=status.name, submitted_at=sessions.stamp(), job_id=job_id,
-        state=sessions.SessionState.of(status.state), node=status.node, reason=status.reason,
+        site=site.name,
+        session_id=request.session_id,
+        job_dir=job_dir(site.profile, request, remote_user(site)),
+        job_name=status.name,
+        submitted_at=sessions.stamp(),
+        job_id=job_id,
+        state=sessions.SessionState.of(status.state),
+        node=status.node,
+        reason=status.reason,
     )
     sessions.save(session)
     return session

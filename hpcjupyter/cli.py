@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -42,7 +42,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results; no progress."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the ssh and scheduler commands run."),
 ) -> None:
@@ -61,21 +63,21 @@ def _opener(ui: UI) -> Any:
 def submit(
     ctx: typer.Context,
     site: str = typer.Option(..., "--site", "-s", help="Site profile to use (see 'hpcjupyter sites list')."),
-    hours: Optional[float] = typer.Option(None, help="Walltime in hours (0.5 = 30 minutes)."),
-    cpus: Optional[int] = typer.Option(None, help="CPU cores."),
-    memory: Optional[str] = typer.Option(None, help="Memory, e.g. 16G."),
-    gpus: Optional[int] = typer.Option(None, help="GPUs."),
-    account: Optional[str] = typer.Option(None, help="Budget/project code to charge."),
-    partition: Optional[str] = typer.Option(None, help="Slurm partition."),
-    qos: Optional[str] = typer.Option(None, help="Slurm QoS."),
-    queue: Optional[str] = typer.Option(None, help="PBS queue (most PBS sites route jobs: leave it out)."),
-    conda_env: Optional[str] = typer.Option(None, help="Conda environment to activate."),
-    workdir: Optional[str] = typer.Option(None, help="Directory Jupyter serves (default: the job directory)."),
+    hours: float | None = typer.Option(None, help="Walltime in hours (0.5 = 30 minutes)."),
+    cpus: int | None = typer.Option(None, help="CPU cores."),
+    memory: str | None = typer.Option(None, help="Memory, e.g. 16G."),
+    gpus: int | None = typer.Option(None, help="GPUs."),
+    account: str | None = typer.Option(None, help="Budget/project code to charge."),
+    partition: str | None = typer.Option(None, help="Slurm partition."),
+    qos: str | None = typer.Option(None, help="Slurm QoS."),
+    queue: str | None = typer.Option(None, help="PBS queue (most PBS sites route jobs: leave it out)."),
+    conda_env: str | None = typer.Option(None, help="Conda environment to activate."),
+    workdir: str | None = typer.Option(None, help="Directory Jupyter serves (default: the job directory)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the batch script and submit nothing."),
     connect_after: bool = typer.Option(False, "--connect", help="Go straight on to 'connect' with the same login."),
     no_browser: bool = typer.Option(False, "--no-browser", help="With --connect: print the URL, open no browser."),
-    local_port: Optional[int] = typer.Option(None, "--local-port", help="With --connect: local port of the tunnel."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="With --connect: give up waiting after SECONDS."),
+    local_port: int | None = typer.Option(None, "--local-port", help="With --connect: local port of the tunnel."),
+    timeout: float | None = typer.Option(None, "--timeout", help="With --connect: give up waiting after SECONDS."),
     cancel_on_exit: bool = typer.Option(False, "--cancel-on-exit", help="With --connect: cancel the job on Ctrl-C."),
     as_json: bool = typer.Option(False, "--json", help='Print {"site", "job_id", "script"} as JSON.'),
 ) -> None:
@@ -88,8 +90,18 @@ def submit(
     from hpcjupyter.render import render
     from hpcjupyter.request import build_request
 
-    flags = dict(hours=hours, cpus=cpus, memory=memory, gpus=gpus, account=account, partition=partition,
-                 qos=qos, queue=queue, conda_env=conda_env, workdir=workdir)
+    flags = dict(
+        hours=hours,
+        cpus=cpus,
+        memory=memory,
+        gpus=gpus,
+        account=account,
+        partition=partition,
+        qos=qos,
+        queue=queue,
+        conda_env=conda_env,
+        workdir=workdir,
+    )
     profile, _ = profiles().load(site)
     request = build_request(profile, flags)
     script = render(profile, request)
@@ -133,8 +145,10 @@ def _connect(site: Site, session: Session, ui: UI, options: ConnectOptions, open
 
     def ready(found: Ready) -> None:
         typer.echo(found.url)
-        ui.info(f"Jupyter on {found.node} is at {found.shown} "
-                "(the URL above carries the token; it is not stored on this machine)")
+        ui.info(
+            f"Jupyter on {found.node} is at {found.shown} "
+            "(the URL above carries the token; it is not stored on this machine)"
+        )
         if open_browser:
             import webbrowser
 
@@ -144,8 +158,10 @@ def _connect(site: Site, session: Session, ui: UI, options: ConnectOptions, open
         finished = connect(site, session, ui, options, ready)
     job = session.job_id
     if finished.ending is Ending.DETACHED:
-        ui.info(f"disconnected; job {job} keeps running.\n"
-                f"  reconnect: hpcjupyter connect {job}\n  stop it:   hpcjupyter cancel {job}")
+        ui.info(
+            f"disconnected; job {job} keeps running.\n"
+            f"  reconnect: hpcjupyter connect {job}\n  stop it:   hpcjupyter cancel {job}"
+        )
     elif finished.ending is Ending.CANCELLED:
         ui.info(f"disconnected and cancelled job {job} on {site.name} (--cancel-on-exit)")
     else:
@@ -178,9 +194,11 @@ _CATCH = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP"
 def connect(
     ctx: typer.Context,
     job_id: str = typer.Argument(..., help="Job id printed by 'submit' (see 'hpcjupyter ls')."),
-    site: Optional[str] = typer.Option(None, "--site", "-s", help="Site of a job this machine has no record of."),
-    local_port: Optional[int] = typer.Option(None, "--local-port", help="Local port for the tunnel (default: free one)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up waiting after SECONDS (default: wait while queued)."),
+    site: str | None = typer.Option(None, "--site", "-s", help="Site of a job this machine has no record of."),
+    local_port: int | None = typer.Option(None, "--local-port", help="Local port for the tunnel (default: free one)."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Give up waiting after SECONDS (default: wait while queued)."
+    ),
     no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL, open no browser."),
     cancel_on_exit: bool = typer.Option(False, "--cancel-on-exit", help="Cancel the job on Ctrl-C."),
 ) -> None:
@@ -200,7 +218,7 @@ def connect(
 def cancel(
     ctx: typer.Context,
     job_id: str = typer.Argument(..., help="Job id to cancel."),
-    site: Optional[str] = typer.Option(None, "--site", "-s", help="Site of a job this machine has no record of."),
+    site: str | None = typer.Option(None, "--site", "-s", help="Site of a job this machine has no record of."),
 ) -> None:
     """Cancel a job (Jupyter is shut down cleanly). Cancelling an ended job changes nothing.
 
@@ -222,15 +240,15 @@ def cancel(
 def logs(
     ctx: typer.Context,
     job_id: str = typer.Argument(..., help="Job id whose log to show."),
-    site: Optional[str] = typer.Option(None, "--site", "-s", help="Site of a job this machine has no record of."),
+    site: str | None = typer.Option(None, "--site", "-s", help="Site of a job this machine has no record of."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the job ends."),
 ) -> None:
     """Print the job's log (the one the job script writes on the cluster).
 
     Example: hpcjupyter logs 123456 --follow
     """
-    from hpcjupyter.jobs import find_session
     from hpcjupyter.joblog import show_log
+    from hpcjupyter.jobs import find_session
 
     ui = make_ui(ctx)
     session, site_obj = find_session(job_id, site, _opener(ui))
@@ -241,7 +259,7 @@ def logs(
 def status(
     ctx: typer.Context,
     job_id: str = typer.Argument(..., help="Job id (any job of yours, also one submitted without hpcjupyter)."),
-    site: Optional[str] = typer.Option(None, "--site", "-s", help="Site the job runs on (default: the recorded one)."),
+    site: str | None = typer.Option(None, "--site", "-s", help="Site the job runs on (default: the recorded one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show a job's state, how it ended, reason, node, time used/limit and estimated start.
@@ -251,11 +269,19 @@ def status(
     from hpcjupyter.jobs import status as job_status
 
     found, site_obj = job_status(job_id, site, _opener(make_ui(ctx)))
-    data = {"job_id": job_id, "site": site_obj.name, "state": found.state.name,
-            "outcome": found.outcome.value if found.outcome else "", "native_state": found.native_state,
-            "node": found.node, "reason": found.reason, "time_used": found.time_used,
-            "time_limit": found.time_limit, "start_estimate": found.start_estimate,
-            "exit_status": found.exit_status}
+    data = {
+        "job_id": job_id,
+        "site": site_obj.name,
+        "state": found.state.name,
+        "outcome": found.outcome.value if found.outcome else "",
+        "native_state": found.native_state,
+        "node": found.node,
+        "reason": found.reason,
+        "time_used": found.time_used,
+        "time_limit": found.time_limit,
+        "start_estimate": found.start_estimate,
+        "exit_status": found.exit_status,
+    }
     if as_json:
         print_json(data)
         return
@@ -295,4 +321,3 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-

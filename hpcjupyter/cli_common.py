@@ -70,10 +70,15 @@ def make_ui(ctx: typer.Context) -> UI:
 
 def open_site_for(name: str, ui: UI) -> Site:
     """The site's merged profile and scheduler adapter; ssh prompts go to this terminal."""
+    from hpcjupyter.remote.prompts import TerminalPrompter
     from hpcjupyter.schedulers import get_scheduler
     from hpcjupyter.site import Site
-    from hpcjupyter.remote.prompts import TerminalPrompter
 
     profile, origins = profiles().load(name)
-    return Site(profile=profile, origins=origins, scheduler=get_scheduler(profile.scheduler),
-                prompter=TerminalPrompter(ui), ui=ui)
+    return Site(
+        profile=profile,
+        origins=origins,
+        scheduler=get_scheduler(profile.scheduler),
+        prompter=TerminalPrompter(ui),
+        ui=ui,
+    )

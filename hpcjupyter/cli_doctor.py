@@ -31,8 +31,11 @@ def doctor(
         if not as_json:
             typer.echo(format_result(result))
 
-    ok = run_checks(Context(site, lambda name: open_site_for(name, ui)), report,
-                    starting=lambda name: ui.status(f"checking {name}...") if ui.live else None)
+    ok = run_checks(
+        Context(site, lambda name: open_site_for(name, ui)),
+        report,
+        starting=lambda name: ui.status(f"checking {name}...") if ui.live else None,
+    )
     ui.stop_status()
     if as_json:
         print_json([r.as_json() for r in results])

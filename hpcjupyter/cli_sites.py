@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,17 +24,25 @@ def sites_list(as_json: bool = typer.Option(False, "--json", help="Print JSON fo
         files = found.files_for(name)
         try:
             profile, _ = found.load(name)
-            rows.append({"name": name, "scheduler": profile.scheduler, "description": profile.description,
-                         "files": [str(f) for f in files], "error": ""})
+            rows.append(
+                {
+                    "name": name,
+                    "scheduler": profile.scheduler,
+                    "description": profile.description,
+                    "files": [str(f) for f in files],
+                    "error": "",
+                }
+            )
         except HpcJupyterError as exc:
-            rows.append({"name": name, "scheduler": "?", "description": "", "files": [str(f) for f in files],
-                         "error": str(exc)})
+            rows.append(
+                {"name": name, "scheduler": "?", "description": "", "files": [str(f) for f in files], "error": str(exc)}
+            )
     if as_json:
         print_json(rows)
         return
     width = max((len(r["name"]) for r in rows), default=4)
     for row in rows:
-        text = row["description"] if not row["error"] else "INVALID: run 'hpcjupyter sites check " + row["name"] + "'"
+        text = row["description"] if not row["error"] else f"INVALID: run 'hpcjupyter sites check {row['name']}'"
         typer.echo(f"{row['name']:<{width}}  {row['scheduler']:<6}  {text}")
 
 
@@ -65,7 +72,7 @@ def _indented(text: str) -> str:
 
 
 @sites_app.command("check")
-def sites_check(name: Optional[str] = typer.Argument(None, help="One site to check (default: every site found).")) -> None:
+def sites_check(name: str | None = typer.Argument(None, help="One site to check (default: every site found).")) -> None:
     """Validate every profile found (or one) and report all problems at once; exit 1 if any is invalid.
 
     Example: hpcjupyter sites check
@@ -83,7 +90,7 @@ def sites_check(name: Optional[str] = typer.Argument(None, help="One site to che
 @sites_app.command("init")
 def sites_init(
     name: str = typer.Argument(..., help="Name of the new site (its file is NAME.toml)."),
-    base: Optional[str] = typer.Option(None, "--from", help="Extend this site: only what differs goes in the file."),
+    base: str | None = typer.Option(None, "--from", help="Extend this site: only what differs goes in the file."),
     force: bool = typer.Option(False, "--force", help="Replace an existing file of that name."),
 ) -> None:
     """Write a commented starter profile into your profile directory, every key explained.
@@ -112,7 +119,7 @@ def _report_sites(directory: Path, before: set[str] | None = None) -> None:
 @sites_app.command("add")
 def sites_add(
     source: str = typer.Argument(..., help="A directory of *.toml profiles, or a git URL/repository to clone."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name of the clone (default: from the URL)."),
+    name: str | None = typer.Option(None, "--name", help="Name of the clone (default: from the URL)."),
 ) -> None:
     """Add a group's profiles: a directory by path, a git repository as a clone under your data dir.
 
@@ -130,7 +137,7 @@ def sites_add(
 
 
 @sites_app.command("update")
-def sites_update(name: Optional[str] = typer.Argument(None, help="One clone to pull (default: all).")) -> None:
+def sites_update(name: str | None = typer.Argument(None, help="One clone to pull (default: all).")) -> None:
     """Pull (fast-forward only) the group repositories added with 'sites add'.
 
     Example: hpcjupyter sites update

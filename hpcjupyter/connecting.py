@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 from hpcjupyter import protocol, sessions
 from hpcjupyter.discover import Endpoint, fatal_error, parse_connection_file, parse_jupyter_log, parse_marker, tail
@@ -86,8 +87,9 @@ class NeverStarts(HpcJupyterError):
     """The scheduler says the job can never start as asked; it would wait in the queue forever."""
 
 
-def job_ended(site: Site, session: sessions.Session, status: JobStatus | None = None, why: str = "",
-              log: str = "") -> JobEndedError:
+def job_ended(
+    site: Site, session: sessions.Session, status: JobStatus | None = None, why: str = "", log: str = ""
+) -> JobEndedError:
     """The error for a job that ended before (or while) we used it: how, and the log's tail
     (``log`` when the caller has just read it, else it is fetched). A cancelled job needs no log."""
     why = why or (end_reason(status) if status is not None else "it is no longer running")
@@ -99,8 +101,11 @@ def job_ended(site: Site, session: sessions.Session, status: JobStatus | None = 
     if not log and session.job_id:
         log = read_quietly(site, site.scheduler.output_path(session.job_dir, session.job_id))
     fatal = fatal_error(log)
-    hint = (again + " with more --hours." if outcome is Outcome.TIMED_OUT
-            else "Fix what the log shows (e.g. the conda env or module names in the profile), then submit again.")
+    hint = (
+        again + " with more --hours."
+        if outcome is Outcome.TIMED_OUT
+        else "Fix what the log shows (e.g. the conda env or module names in the profile), then submit again."
+    )
     return JobEndedError(
         f"job {session.job_id} on {site.name} ended: {why}.{' Jupyter said: ' + fatal if fatal else ''}\n"
         f"Last lines of its log:\n{tail(log) or '(the job wrote no log)'}",
@@ -118,8 +123,9 @@ def read_quietly(site: Site, path: str) -> str:
 class Waiter:
     """Polls one job until Jupyter is ready, with bounded retries on a flaky login."""
 
-    def __init__(self, site: Site, session: sessions.Session, ui: UI, timeout: float | None,
-                 clock: Clock = time) -> None:  # type: ignore[assignment]  # the module is a Clock
+    def __init__(
+        self, site: Site, session: sessions.Session, ui: UI, timeout: float | None, clock: Clock = time
+    ) -> None:
         self.site, self.session, self.ui = site, session, ui
         self.timeout = timeout
         self.clock = clock
@@ -140,7 +146,8 @@ class Waiter:
             self.failures += 1
             if self.failures >= MAX_STATUS_FAILURES:
                 raise HpcJupyterError(
-                    f"the scheduler on {self.site.name} did not answer about job {job_id} {self.failures} times in a row.",
+                    f"the scheduler on {self.site.name} did not answer about job {job_id} "
+                    f"{self.failures} times in a row.",
                     f"The job may still be running: try 'hpcjupyter connect {job_id}' again later.",
                 )
             return status or JobStatus(job_id=job_id, state=JobState.UNKNOWN, reason="status query failed")
@@ -178,8 +185,9 @@ class Waiter:
                 )
             found = parse_connection_file(text, path)
             marker = parse_marker(log)
-            return Connection(endpoint=replace(found, node=found.node or (marker.node if marker else "")),
-                              token=found.token or "")
+            return Connection(
+                endpoint=replace(found, node=found.node or (marker.node if marker else "")), token=found.token or ""
+            )
         gave_up = protocol.GAVE_UP.search(log)
         if gave_up:
             raise job_ended(self.site, self.session, why=gave_up.group(1), log=log)
@@ -318,8 +326,9 @@ def cancel(site: Site, session: sessions.Session) -> None:
         )
 
 
-def connect(site: Site, session: sessions.Session, ui: UI, options: ConnectOptions,
-            ready: Callable[[Ready], None]) -> Finished:
+def connect(
+    site: Site, session: sessions.Session, ui: UI, options: ConnectOptions, ready: Callable[[Ready], None]
+) -> Finished:
     """Wait, tunnel, report the URL through ``ready``, hold the tunnel until the job ends.
 
     Ctrl-C (and SIGTERM/SIGHUP, which the CLI turns into it) at any point after the login leaves
@@ -346,8 +355,14 @@ def connect(site: Site, session: sessions.Session, ui: UI, options: ConnectOptio
     raise job_ended(site, session, status)
 
 
-def _connected(site: Site, session: sessions.Session, ui: UI, options: ConnectOptions, waiter: Waiter,
-               ready: Callable[[Ready], None]) -> JobStatus:
+def _connected(
+    site: Site,
+    session: sessions.Session,
+    ui: UI,
+    options: ConnectOptions,
+    waiter: Waiter,
+    ready: Callable[[Ready], None],
+) -> JobStatus:
     """From waiting to the job's end; the tunnel and the record's URL are cleaned up however it ends."""
     connection = waiter.wait()
     ui.stop_status()
@@ -358,14 +373,13 @@ def _connected(site: Site, session: sessions.Session, ui: UI, options: ConnectOp
     try:
         if not wait_until_answering(port, connection):
             raise HpcJupyterError(
-                f"Jupyter on {node}:{connection.endpoint.port} does not answer through the tunnel on "
-                f"127.0.0.1:{port}.",
+                f"Jupyter on {node}:{connection.endpoint.port} does not answer through the tunnel on 127.0.0.1:{port}.",
                 f"Check the job log with 'hpcjupyter logs {session.job_id}'; the job is left running.",
             )
         url = browser_url(port, connection.endpoint.base_url, connection.token, site.profile.env.jupyter)
         shown = url.split("?", 1)[0]
         with sessions.updating(session.site, session.session_id) as saved:
-            saved.local_port, saved.url, saved.state = port, shown, JobState.RUNNING.name
+            saved.local_port, saved.url, saved.state = port, shown, sessions.SessionState.RUNNING
             saved.node = connection.endpoint.node or saved.node
         ready(Ready(url=url, shown=shown, node=node))
         leaving = "Ctrl-C to disconnect and cancel the job" if options.cancel_on_exit else "Ctrl-C to disconnect"

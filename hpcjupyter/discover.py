@@ -62,8 +62,9 @@ def parse_jupyter_log(log: str) -> Endpoint | None:
     for suffix in ("lab", "tree"):
         if base.endswith("/" + suffix):
             base = base[: -len(suffix)]
-    return Endpoint(host=parts.hostname, port=parts.port, base_url=base or "/",
-                    token=None if token in (None, "...") else token)
+    return Endpoint(
+        host=parts.hostname, port=parts.port, base_url=base or "/", token=None if token in (None, "...") else token
+    )
 
 
 def fatal_error(log: str) -> str | None:
@@ -76,8 +77,13 @@ def parse_connection_file(text: str, path: str) -> Endpoint:
     """Read connection.json (written 0600 by the job): host, port, token, base url."""
     try:
         data = json.loads(text)
-        return Endpoint(host=str(data["host"]), port=int(data["port"]), base_url=str(data.get("base_url", "/")),
-                        node=str(data.get("node", data["host"])), token=str(data["token"]))
+        return Endpoint(
+            host=str(data["host"]),
+            port=int(data["port"]),
+            base_url=str(data.get("base_url", "/")),
+            node=str(data.get("node", data["host"])),
+            token=str(data["token"]),
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise HpcJupyterError(
             f"{path} on the cluster is not a valid hpcjupyter connection file ({exc.__class__.__name__}: {exc}).",

@@ -9,8 +9,8 @@ runs is said so, and passes: a doctor that fails on the unknowable would teach u
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.remote.base import Result
@@ -97,7 +97,7 @@ class Context:
 
 def marked(text: str) -> str:
     """The last line our remote script printed (after MARK), or ""."""
-    found = [line[len(MARK):] for line in text.splitlines() if line.startswith(MARK)]
+    found = [line[len(MARK) :] for line in text.splitlines() if line.startswith(MARK)]
     return found[-1].strip() if found else ""
 
 
@@ -146,7 +146,7 @@ def check_scheduler(ctx: Context) -> str:
     if missing:
         raise HpcJupyterError(
             f"not found on the login node: {', '.join(missing)} (the profile says scheduler = "
-            f"\"{site.profile.scheduler}\").",
+            f'"{site.profile.scheduler}").',
             "Check the profile's scheduler; if the site loads its scheduler with a module, load it in your "
             "shell's startup file on the cluster.",
         )
@@ -178,8 +178,10 @@ def check_remote_dir(ctx: Context) -> str:
         )
     if site.is_local:
         return f"{directory} writable"
-    return (f"{directory} writable from the login node; not checked from compute nodes "
-            "(it must be on a filesystem they mount)")
+    return (
+        f"{directory} writable from the login node; not checked from compute nodes "
+        "(it must be on a filesystem they mount)"
+    )
 
 
 def check_jupyter(ctx: Context) -> str:
@@ -190,8 +192,15 @@ def check_jupyter(ctx: Context) -> str:
     env = site.profile.env
     program = f"jupyter-{env.jupyter}"
     venv, conda = env.venv, env.conda
-    within = (f"in the venv {ctx.path(venv)}" if venv else f"in the conda env {ctx.request.conda_env or 'base'}"
-              if conda else f"after module load {' '.join(env.modules)}" if env.modules else "on the PATH")
+    within = (
+        f"in the venv {ctx.path(venv)}"
+        if venv
+        else f"in the conda env {ctx.request.conda_env or 'base'}"
+        if conda
+        else f"after module load {' '.join(env.modules)}"
+        if env.modules
+        else "on the PATH"
+    )
     script = render_jupyter_check(site.profile, ctx.request, ctx.user, mark=MARK, program=program, within=within)
     # On stdin, so no login shell (csh users exist) has to parse it. A remote login shell is where
     # `module` is defined; the local site's job inherits this environment instead.
@@ -223,8 +232,7 @@ def check_tunnel(ctx: Context) -> str:
     node = first_node(listed.stdout) if listed is not None and listed.ok else None
     if node is None:
         return "jump: cannot check until a job runs (no compute node can be named before then)"
-    result = site.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", node, "true"],
-                      timeout=NODE_SSH_TIMEOUT)
+    result = site.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", node, "true"], timeout=NODE_SSH_TIMEOUT)
     said = first_line(result.stderr) or f"exit status {result.returncode}"
     if result.ok:
         return f"jump: ssh from the login node to {node} works"
@@ -233,7 +241,7 @@ def check_tunnel(ctx: Context) -> str:
     raise HpcJupyterError(
         f"jump: ssh from the login node to compute node {node} failed ({said}).",
         "The jump tunnel needs ssh to the job's node. If the site does not allow it, set "
-        f"tunnel = \"forward\" in [sites.{ctx.name}] of your config (Jupyter then listens on the node's name).",
+        f'tunnel = "forward" in [sites.{ctx.name}] of your config (Jupyter then listens on the node\'s name).',
     )
 
 
@@ -256,8 +264,9 @@ def format_result(result: CheckResult) -> str:
     return "\n".join(lines + [f"    {line}" for line in rest])
 
 
-def run_checks(ctx: Context, report: Callable[[CheckResult], None],
-               starting: Callable[[str], None] = lambda name: None) -> bool:
+def run_checks(
+    ctx: Context, report: Callable[[CheckResult], None], starting: Callable[[str], None] = lambda name: None
+) -> bool:
     """Run the checks in order, reporting each as it ends; stop at the first failure."""
     for name, check in CHECKS:
         starting(name)

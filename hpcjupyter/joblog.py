@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from hpcjupyter import protocol
 from hpcjupyter.errors import HpcJupyterError
@@ -43,7 +43,7 @@ def show_log(site: Site, session: Session, follow: bool, echo: Callable[..., Non
         time.sleep(FOLLOW_SECONDS)
         text = read_log(site, session) or ""
         if text.startswith(shown):
-            echo(text[len(shown):], nl=False)
+            echo(text[len(shown) :], nl=False)
         else:
             echo(text, nl=False)
         shown = text

@@ -6,8 +6,8 @@ what to do next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from hpcjupyter import sessions
 from hpcjupyter.connecting import cancel
@@ -66,8 +66,9 @@ def status(job_id: str, site_name: str | None, open_site: OpenSite) -> tuple[Job
     # A job we submitted that the scheduler has purged (no accounting) ended; any other id nobody
     # knows is most likely a typo.
     if found.reason == NOT_KNOWN and not found.native_state and recorded is None:
-        raise HpcJupyterError(f"job {job_id} is not known to the scheduler on {name}.",
-                              "Check the job id (and the site).")
+        raise HpcJupyterError(
+            f"job {job_id} is not known to the scheduler on {name}.", "Check the job id (and the site)."
+        )
     if recorded is not None:
         sessions.record_status(recorded, found)
     return found, site
@@ -89,4 +90,3 @@ def cancel_job(site: Site, session: sessions.Session) -> Cancelled:
         return Cancelled(already=found)
     cancel(site, session)
     return Cancelled()
-

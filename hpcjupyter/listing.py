@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hpcjupyter import sessions
-from hpcjupyter.sessions import SessionState
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.schedulers.base import JobState
+from hpcjupyter.sessions import SessionState
 
 DAY = 86400.0
 # A submit in progress in another process has a record but no job yet: leave it alone this long.
@@ -33,7 +34,10 @@ def _recover(site: Any, session: sessions.Session) -> None:
         session.job_id = found[0].job_id
     elif result.ok and sessions.age(session.submitted_at) > RECOVERY_GRACE:
         with sessions.updating(session.site, session.session_id) as saved:
-            saved.state, saved.reason = SessionState.FAILED, f"never reached the scheduler (no job named {session.job_name})"
+            saved.state, saved.reason = (
+                SessionState.FAILED,
+                f"never reached the scheduler (no job named {session.job_name})",
+            )
             vars(session).update(vars(saved))
 
 
@@ -65,9 +69,17 @@ def rows(found: list[sessions.Session]) -> list[str]:
     """A plain table: one line per session."""
     header = ("JOB ID", "SITE", "STATE", "NODE", "SUBMITTED", "DETAIL")
     table = [header] + [
-        (s.job_id or "?", s.site, s.state, s.node or "-", s.submitted_at[:16].replace("T", " "),
-         s.url or s.reason or "")
+        (
+            s.job_id or "?",
+            s.site,
+            s.state,
+            s.node or "-",
+            s.submitted_at[:16].replace("T", " "),
+            s.url or s.reason or "",
+        )
         for s in found
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1] for row in table]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in table
+    ]

@@ -12,9 +12,10 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -88,7 +89,7 @@ class ProfileSet:
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def discover(cls) -> "ProfileSet":
+    def discover(cls) -> ProfileSet:
         config_path = paths.config_file()
         config = load_user_config(config_path)
         dirs = [paths.builtin_profiles_dir()]

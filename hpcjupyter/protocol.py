@@ -47,8 +47,16 @@ its text, the separator, and the end of the log."""
 
 def template_values() -> dict[str, str]:
     """The names the job script uses, as the templates see them (``protocol.log`` ...)."""
-    return {"script": SCRIPT, "log": LOG, "connection": CONNECTION, "runtime": RUNTIME, "marker": MARKER,
-            "say": SAY, "ended": ENDED, "not_ready": NOT_READY.format(status="$HPCJ_RC")}
+    return {
+        "script": SCRIPT,
+        "log": LOG,
+        "connection": CONNECTION,
+        "runtime": RUNTIME,
+        "marker": MARKER,
+        "say": SAY,
+        "ended": ENDED,
+        "not_ready": NOT_READY.format(status="$HPCJ_RC"),
+    }
 
 
 def path(job_dir: str, name: str) -> str:

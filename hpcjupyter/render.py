@@ -10,8 +10,9 @@ from __future__ import annotations
 import getpass
 import re
 import shlex
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from hpcjupyter import paths, protocol
 from hpcjupyter.errors import RequestError
@@ -150,8 +151,9 @@ def render(profile: Profile, request: Request, user: str | None = None) -> str:
     return _environment().get_template(f"{profile.scheduler}.sh.j2").render(context)
 
 
-def render_jupyter_check(profile: Profile, request: Request, user: str | None, *, mark: str, program: str,
-                         within: str) -> str:
+def render_jupyter_check(
+    profile: Profile, request: Request, user: str | None, *, mark: str, program: str, within: str
+) -> str:
     """The script `doctor` runs: the job's own set-up (the same template), then where ``program`` is."""
     context = {**setup_context(profile, request, user), "mark": mark, "program": program, "within": within}
     return _environment().get_template("doctor-jupyter.sh.j2").render(context)

@@ -9,8 +9,9 @@ import math
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from hpcjupyter import protocol
 from hpcjupyter.errors import RequestError
@@ -139,7 +140,7 @@ def check_request(profile: Profile, request: Request) -> None:
     if job.account_required and not request.account:
         raise RequestError(
             f"site '{profile.name}' needs a budget account for every job.",
-            f"Give --account CODE, or set it once in your config:\n  [sites.{profile.name}]\n  job.account = \"CODE\"",
+            f'Give --account CODE, or set it once in your config:\n  [sites.{profile.name}]\n  job.account = "CODE"',
         )
     if not request.account and "{account}" in profile.env.remote_dir:
         raise RequestError(
@@ -150,7 +151,7 @@ def check_request(profile: Profile, request: Request) -> None:
     if request.conda_env and not profile.env.conda:
         raise RequestError(
             f"--conda-env needs conda, and site '{profile.name}' has no 'env.conda' (the conda install prefix).",
-            f"Set it in your config:\n  [sites.{profile.name}]\n  env.conda = \"~/miniforge3\"",
+            f'Set it in your config:\n  [sites.{profile.name}]\n  env.conda = "~/miniforge3"',
         )
     if request.conda_env and request.conda_env.startswith("-"):
         raise RequestError(f"--conda-env must be an environment name or path (got {request.conda_env!r}).")

@@ -184,11 +184,15 @@ def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
     if remote and not profile.ssh.host:
         problems.append(("ssh.host", "required key 'ssh.host' is missing; set the login node's host name."))
     if remote and profile.ssh.tunnel == "forward" and env.bind == "loopback":
-        add("env.bind", "'loopback' cannot be reached through a forward tunnel (the login node connects to the "
-            "compute node); use bind = \"auto\" or tunnel = \"jump\".")
+        add(
+            "env.bind",
+            "'loopback' cannot be reached through a forward tunnel (the login node connects to the "
+            'compute node); use bind = "auto" or tunnel = "jump".',
+        )
     if not env.remote_dir:
-        problems.append(("env.remote_dir", "required key 'env.remote_dir' is missing; set a directory the compute "
-                         "nodes see."))
+        problems.append(
+            ("env.remote_dir", "required key 'env.remote_dir' is missing; set a directory the compute nodes see.")
+        )
     else:
         for text in _remote_dir_problems(env.remote_dir, profile.scheduler):
             add("env.remote_dir", text)
@@ -204,8 +208,10 @@ def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
     for arg in env.jupyter_args:
         option = arg.split("=", 1)[0]
         if arg.startswith("-") and option.lstrip("-").rsplit(".", 1)[-1].lower() in _RESERVED_JUPYTER_OPTIONS:
-            add("env.jupyter_args", f"{option!r} is set by hpcjupyter (port, address and token are chosen on the "
-                "node); remove it.")
+            add(
+                "env.jupyter_args",
+                f"{option!r} is set by hpcjupyter (port, address and token are chosen on the node); remove it.",
+            )
     if env.conda_env and not env.conda:
         add("env.conda_env", "needs 'env.conda', the conda install prefix (e.g. \"~/miniforge3\").")
     if job.memory and not job.allow_memory:
@@ -226,6 +232,8 @@ def _remote_dir_problems(remote_dir: str, scheduler: str) -> list[str]:
     if not remote_dir.startswith(("/", "{state_dir}")):
         problems.append(f"must be an absolute path (got {remote_dir!r}).")
     elif not problems and scheduler != "local" and not DIRECTIVE_PATH.match(PLACEHOLDER.sub("x", remote_dir)):
-        problems.append(f"{remote_dir!r} goes into a scheduler directive: use letters, digits and _ . / @ + - only "
-                        "(no spaces or quotes).")
+        problems.append(
+            f"{remote_dir!r} goes into a scheduler directive: use letters, digits and _ . / @ + - only "
+            "(no spaces or quotes)."
+        )
     return problems

@@ -12,9 +12,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
 
 from hpcjupyter import locks, paths
 from hpcjupyter.errors import HpcJupyterError

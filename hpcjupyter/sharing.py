@@ -237,8 +237,10 @@ def add(source: str, name: str | None = None) -> Entry:
     taken = [e for e in current if e.name == name]
     if target.exists() or taken:
         holder = taken[0].raw if taken else str(target)
-        raise SharingError(f"the name '{name}' is taken ({holder}).",
-                           "Choose another with --name NAME, or 'hpcjupyter sites remove' the old one first.")
+        raise SharingError(
+            f"the name '{name}' is taken ({holder}).",
+            "Choose another with --name NAME, or 'hpcjupyter sites remove' the old one first.",
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     _git(["clone", "--depth", "1", "--quiet", "--", source, str(target)], f"git clone of {source}")
     entry = Entry(str(target))
@@ -257,10 +259,14 @@ def find(name: str, among: list[Entry]) -> Entry:
         return matches[0]
     if not matches:
         known = ", ".join(e.name for e in among) or "(none)"
-        raise SharingError(f"no group profile source named '{name}'. Added ones: {known}.",
-                           "Add one with 'hpcjupyter sites add SOURCE'.")
-    raise SharingError(f"several profile_path entries are named '{name}': "
-                       f"{', '.join(e.raw for e in matches)}.", "Give the full path instead.")
+        raise SharingError(
+            f"no group profile source named '{name}'. Added ones: {known}.",
+            "Add one with 'hpcjupyter sites add SOURCE'.",
+        )
+    raise SharingError(
+        f"several profile_path entries are named '{name}': {', '.join(e.raw for e in matches)}.",
+        "Give the full path instead.",
+    )
 
 
 @dataclass(frozen=True)
@@ -278,8 +284,10 @@ def update(name: str | None = None) -> list[Pulled]:
     if name is not None:
         chosen = [find(name, current)]
         if not chosen[0].cloned:
-            raise SharingError(f"{chosen[0].raw} was added as a directory, not cloned: there is nothing to pull.",
-                               "Update it the way your group shares it (it is read in place).")
+            raise SharingError(
+                f"{chosen[0].raw} was added as a directory, not cloned: there is nothing to pull.",
+                "Update it the way your group shares it (it is read in place).",
+            )
     else:
         chosen = [e for e in current if e.cloned]
     results = []

@@ -39,8 +39,10 @@ def format_profile(data: dict[str, Any], origins: dict[str, str] | None) -> str:
             lines.append(line)
             return
         # A table's keys may come from several files (tables merge key by key): name them all.
-        sources = [origins[prefix + key]] if prefix + key in origins else list(
-            dict.fromkeys(v for k, v in origins.items() if k.startswith(prefix + key + "."))
+        sources = (
+            [origins[prefix + key]]
+            if prefix + key in origins
+            else list(dict.fromkeys(v for k, v in origins.items() if k.startswith(prefix + key + ".")))
         )
         lines.append(f"{line:<60} # {', '.join(sources) or 'default'}")
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from hpcjupyter.remote.base import Prompter, Remote, Result, SshTarget
 from hpcjupyter.schedulers import Scheduler, lookup
@@ -45,8 +46,9 @@ class Site:
     def target(self) -> SshTarget:
         ssh = self.profile.ssh
         transport = "local" if self.profile.scheduler == "local" else ssh.transport
-        return SshTarget(site=self.name, host=ssh.host, user=ssh.user, port=ssh.port, config=ssh.config,
-                         transport=transport)
+        return SshTarget(
+            site=self.name, host=ssh.host, user=ssh.user, port=ssh.port, config=ssh.config, transport=transport
+        )
 
     def login(self) -> Remote:
         """The login-node connection, opened (relaying any prompts) the first time. Called early by

@@ -115,8 +115,10 @@ def write_starter(name: str, base: str | None = None, force: bool = False) -> Pa
     if not NAME.match(name):
         raise ProfileError(f"{name!r} cannot name a site: use letters, digits and _ . - only.")
     if base == name:
-        raise ProfileError(f"a profile cannot extend itself ('{name}').",
-                           f"Files named {name}.toml are layered over each other already: leave out --from.")
+        raise ProfileError(
+            f"a profile cannot extend itself ('{name}').",
+            f"Files named {name}.toml are layered over each other already: leave out --from.",
+        )
     target = paths.user_profiles_dir() / f"{name}.toml"
     if target.exists() and not force:
         raise ProfileError(f"{target} exists already.", "Edit it, or give --force to replace it with a starter.")

@@ -14,8 +14,10 @@ from hpcjupyter.site import Site
 
 _NO_JOB_DIR = 90  # exit status: the job directory or script could not be written, nothing was submitted
 # $1 job dir, $2 script path; the rest is the scheduler's submit command. Script text on stdin.
-_SUBMIT_SH = (f'set -e; umask 077; mkdir -p "$1" && chmod 700 "$1" && cat > "$2" && chmod 700 "$2" '
-              f'|| exit {_NO_JOB_DIR}; cd "$1"; shift 2; exec "$@"')
+_SUBMIT_SH = (
+    f'set -e; umask 077; mkdir -p "$1" && chmod 700 "$1" && cat > "$2" && chmod 700 "$2" '
+    f'|| exit {_NO_JOB_DIR}; cd "$1"; shift 2; exec "$@"'
+)
 
 
 def remote_user(site: Site) -> str | None:
@@ -35,13 +37,23 @@ def submit(site: Site, request: Request) -> sessions.Session:
     script = render(site.profile, request, user)
     directory = job_dir(site.profile, request, user)
     session = sessions.Session(
-        site=site.name, session_id=request.session_id, job_dir=directory, job_name=request.job_name,
+        site=site.name,
+        session_id=request.session_id,
+        job_dir=directory,
+        job_name=request.job_name,
         submitted_at=sessions.stamp(),
     )
     sessions.save(session)
     script_path = protocol.path(directory, protocol.SCRIPT)
-    argv = ["bash", "-c", _SUBMIT_SH, "hpcjupyter-submit", directory, script_path,
-            *site.scheduler.submit_argv(script_path, request.job_name)]
+    argv = [
+        "bash",
+        "-c",
+        _SUBMIT_SH,
+        "hpcjupyter-submit",
+        directory,
+        script_path,
+        *site.scheduler.submit_argv(script_path, request.job_name),
+    ]
     result = site.run(argv, stdin=script)
     try:
         if result.returncode == _NO_JOB_DIR:

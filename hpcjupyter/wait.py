@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hpcjupyter.schedulers.base import JobState, JobStatus, Outcome
 
+
 def duration(seconds: float) -> str:
     """3725 → '1h02m05s'; short and unambiguous for a progress line."""
     seconds = int(max(seconds, 0))

@@ -476,7 +476,7 @@ def _harden(conn: Any) -> None:
 def _open_connection(conn: Any, label: str) -> None:
     try:
         conn.open()
-    except Exception as exc:  # noqa: BLE001 - paramiko and sockets raise many kinds; each is classified
+    except Exception as exc:
         conn.close()
         raise classify_exception(exc, label, conn.port) from None
     _no_delay(conn)

@@ -97,7 +97,7 @@ def is_secret(child: Any, prompt_text: str) -> bool:
     """Echo off on ssh's terminal means ssh is reading a secret; fall back to the words."""
     try:
         return not child.getecho()
-    except Exception:  # noqa: BLE001 - no termios (e.g. a fake child): decide from the text
+    except Exception:
         return guess_secret(prompt_text)
 
 

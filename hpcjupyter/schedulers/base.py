@@ -11,8 +11,9 @@ import enum
 import os
 import re
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcjupyter.errors import HpcJupyterError, SchedulerError
 from hpcjupyter.remote.base import Result, Runner
@@ -176,7 +177,6 @@ class Scheduler(abc.ABC):
     def check_placement(self, ask: Callable[[Sequence[str]], Result], request: Request, site: str) -> str:
         """Doctor: the account, partition/qos or queue exist for the user (what was found), or raise."""
         return "does not apply: no scheduler"
-
 
     @abc.abstractmethod
     def submit_argv(self, script_path: str, job_name: str | None = None) -> list[str]:

@@ -6,12 +6,12 @@ import json
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hpcjupyter import protocol
-from hpcjupyter.schedulers import localjob
 from hpcjupyter.remote.base import Result
+from hpcjupyter.schedulers import localjob
 from hpcjupyter.schedulers.base import (
     JobState,
     JobStatus,

@@ -24,8 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from hpcjupyter import paths
 
@@ -60,7 +61,16 @@ def submit(script: Path, name: str) -> str:
     ready, started = os.pipe()
     with open(log, "ab") as out:
         wrapper = subprocess.Popen(
-            [sys.executable, "-m", "hpcjupyter.schedulers.localjob", "_run", token, str(script), str(registry()), str(started)],
+            [
+                sys.executable,
+                "-m",
+                "hpcjupyter.schedulers.localjob",
+                "_run",
+                token,
+                str(script),
+                str(registry()),
+                str(started),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -72,8 +82,15 @@ def submit(script: Path, name: str) -> str:
     os.read(ready, 1)  # end of file: the wrapper has started the script (or died)
     os.close(ready)
     job_id = f"local-{wrapper.pid}-{token}"
-    record = {"job_id": job_id, "pid": wrapper.pid, "name": name, "script": str(script), "log": str(log),
-              "node": socket.gethostname(), "started": time.time()}
+    record = {
+        "job_id": job_id,
+        "pid": wrapper.pid,
+        "name": name,
+        "script": str(script),
+        "log": str(log),
+        "node": socket.gethostname(),
+        "started": time.time(),
+    }
     _write(registry() / f"{job_id}.json", record)
     return job_id
 
@@ -118,8 +135,15 @@ def cancel(job_ids: Sequence[str]) -> None:
 def _describe(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
     job_id = record["job_id"]
     ended = _read(directory / f"{job_id}.exit")
-    line = {"job_id": job_id, "state": RUNNING, "reason": "", "node": record["node"], "exit_status": "",
-            "name": record["name"], "log": record["log"]}
+    line = {
+        "job_id": job_id,
+        "state": RUNNING,
+        "reason": "",
+        "node": record["node"],
+        "exit_status": "",
+        "name": record["name"],
+        "log": record["log"],
+    }
     if ended is None and _alive(record["pid"]):
         line["time_used"] = _duration(time.time() - record["started"])
         return line
@@ -128,8 +152,11 @@ def _describe(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
     if ended is None:
         line.update(state=CANCELLED if cancelled else LOST, reason="ended without recording an exit status")
     else:
-        line.update(state=CANCELLED if cancelled else EXITED, exit_status=str(ended["exit_status"]),
-                    time_used=_duration(ended["ended"] - record["started"]))
+        line.update(
+            state=CANCELLED if cancelled else EXITED,
+            exit_status=str(ended["exit_status"]),
+            time_used=_duration(ended["ended"] - record["started"]),
+        )
     return line
 
 

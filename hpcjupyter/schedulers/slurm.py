@@ -7,10 +7,11 @@ means the same thing whichever command printed it.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from hpcjupyter.remote.base import Result
 from hpcjupyter.errors import HpcJupyterError
+from hpcjupyter.remote.base import Result
 from hpcjupyter.schedulers.base import (
     JobState,
     JobStatus,
@@ -59,8 +60,9 @@ OUTCOMES: dict[str, Outcome] = {
     "CANCELLED": Outcome.CANCELLED,
     "TIMEOUT": Outcome.TIMED_OUT,
     "DEADLINE": Outcome.TIMED_OUT,
-    **dict.fromkeys(("FAILED", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT"),
-                    Outcome.FAILED),
+    **dict.fromkeys(
+        ("FAILED", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT"), Outcome.FAILED
+    ),
 }
 """How each ending state ended, by its full name; COMPLETED with a non-zero exit status failed."""
 _FULL_NAME = {compact: full for compact, full, _ in _TABLE}
@@ -137,7 +139,7 @@ def parse_rows(text: str, fields: Sequence[str], sep: str = "|") -> dict[str, Jo
     for line in text.splitlines():
         values = line.split(sep, len(fields) - 1)
         if len(values) == len(fields):
-            status = row_status(dict(zip(fields, values)))
+            status = row_status(dict(zip(fields, values, strict=True)))
             if status.job_id:
                 jobs[status.job_id] = status
     return jobs

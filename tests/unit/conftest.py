@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from sandbox import Sandbox
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -61,3 +62,23 @@ def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.It
     collected = {Path(str(i.path)).resolve() for i in items}
     modules = set(unit_dir.glob("test_*.py"))
     SESSION["whole_unit_dir"] = bool(meta) and modules <= collected
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    box = Sandbox(
+        root=tmp_path,
+        config=tmp_path / "config.toml",
+        group=tmp_path / "group1",
+        group2=tmp_path / "group2",
+        state=tmp_path / "state",
+    )
+    box.group.mkdir()
+    box.group2.mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("HPCJUPYTER_CONFIG", str(box.config))
+    monkeypatch.setenv("HPCJUPYTER_PROFILE_PATH", f"{box.group}:{box.group2}")
+    monkeypatch.setenv("HPCJUPYTER_STATE_DIR", str(box.state))
+    monkeypatch.setenv("HPCJUPYTER_DATA_DIR", str(tmp_path / "data"))
+    return box

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from test_profiles import Sandbox, sandbox  # noqa: F401  (the fixture)
+from sandbox import Sandbox
 
 from hpcjupyter.errors import HpcJupyterError, ProfileError, RequestError
 from hpcjupyter.request import build_request

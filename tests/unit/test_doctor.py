@@ -26,7 +26,7 @@ from hpcjupyter.remote.base import Result, unreachable_error
 from hpcjupyter.schedulers import get_scheduler
 from hpcjupyter.schema import Profile
 from hpcjupyter.site import Site
-from test_profiles import Sandbox, sandbox  # noqa: F401  (the fixture)
+from sandbox import Sandbox
 
 OK = Result(0, "", "")
 NAMES = [name for name, _ in doctor.CHECKS]

@@ -1,24 +1,21 @@
 """Site profiles: the search path and its precedence, extends, origins, and every profile error.
 
 Every test runs in a sandbox: the user config, user profile dir, group dirs and state dir are
-all under tmp_path, so the real user's configuration is never read or touched. The sandbox and
-its helpers are imported by the other unit test modules of this package.
+all under tmp_path, so the real user's configuration is never read or touched (the ``sandbox``
+fixture of conftest.py).
 """
 
 from __future__ import annotations
 
 import sys
-import textwrap
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from hpcjupyter import paths
 from hpcjupyter.errors import ProfileError
 from hpcjupyter.profiles import ProfileSet
-from hpcjupyter.schema import Profile
 from hpcjupyter.showprofile import format_profile
+from sandbox import Sandbox
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,56 +25,6 @@ else:  # pragma: no cover
 BUILTIN = paths.builtin_profiles_dir()
 
 
-@dataclass
-class Sandbox:
-    """An isolated set of hpcjupyter directories under one tmp dir."""
-
-    root: Path
-    config: Path  # $HPCJUPYTER_CONFIG (not created until written)
-    group: Path  # the first directory of $HPCJUPYTER_PROFILE_PATH
-    group2: Path  # the second one
-    state: Path  # $HPCJUPYTER_STATE_DIR
-
-    @property
-    def user_sites(self) -> Path:
-        return paths.user_profiles_dir()
-
-    def write(self, path: Path, text: str) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-        return path
-
-    def profile(self, name: str, text: str, directory: Path | None = None) -> Path:
-        """Write ``name``.toml into ``directory`` (default: the first group dir)."""
-        return self.write((directory or self.group) / f"{name}.toml", text)
-
-    def load(self, name: str) -> tuple[Profile, dict[str, str]]:
-        return ProfileSet.discover().load(name)
-
-    def personal(self, site: str, overrides: str = "") -> Profile:
-        """``site`` with ``overrides`` (the body of its [sites.SITE] table) in the user config."""
-        self.write(self.config, f"[sites.{site}]\n" + textwrap.dedent(overrides))
-        return self.load(site)[0]
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
-    box = Sandbox(
-        root=tmp_path,
-        config=tmp_path / "config.toml",
-        group=tmp_path / "group1",
-        group2=tmp_path / "group2",
-        state=tmp_path / "state",
-    )
-    box.group.mkdir()
-    box.group2.mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("HPCJUPYTER_CONFIG", str(box.config))
-    monkeypatch.setenv("HPCJUPYTER_PROFILE_PATH", f"{box.group}:{box.group2}")
-    monkeypatch.setenv("HPCJUPYTER_STATE_DIR", str(box.state))
-    monkeypatch.setenv("HPCJUPYTER_DATA_DIR", str(tmp_path / "data"))
-    return box
 
 
 def error_of(sandbox: Sandbox, name: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from test_profiles import Sandbox, sandbox  # noqa: F401  (the fixture)
+from sandbox import Sandbox
 
 from hpcjupyter.errors import HpcJupyterError, RequestError
 from hpcjupyter.render import bind_mode, job_dir, render

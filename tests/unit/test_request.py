@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_profiles import Sandbox, sandbox  # noqa: F401  (the fixture)
+from sandbox import Sandbox
 
 from hpcjupyter.errors import RequestError
 from hpcjupyter.request import build_request, parse_memory_mb, walltime

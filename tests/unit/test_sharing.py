@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 from hpcjupyter import sharing
 from hpcjupyter.cli_sites import sites_app
 from hpcjupyter.profiles import ProfileSet, load_user_config
-from test_profiles import Sandbox, sandbox  # noqa: F401  (the fixture)
+from sandbox import Sandbox
 
 GROUP_PROFILE = """\
 extends = "archer2"

@@ -13,7 +13,7 @@ from hpcjupyter.errors import ProfileError
 from hpcjupyter.profiles import ProfileSet
 from hpcjupyter.schema import EnvSection, JobSection, Profile, SshSection
 from hpcjupyter.starter import required_keys, starter_text, write_starter
-from test_profiles import Sandbox, sandbox  # noqa: F401  (the fixture)
+from sandbox import Sandbox
 
 SECTIONS = {"ssh": SshSection, "job": JobSection, "env": EnvSection}
 

@@ -592,7 +592,7 @@ def build_job(args, stdin_text, env, cwd):
             with open(path, errors="surrogateescape") as f:
                 script = f.read()
         except OSError:
-            raise QsubError(f"qsub: script file:: No such file or directory", 2)
+            raise QsubError("qsub: script file:: No such file or directory", 2)
         default_name = os.path.basename(path)
     else:
         script = stdin_text()
