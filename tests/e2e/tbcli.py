@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 from clihelpers import Cli, close_masters, control_sockets, master_pid, pid_alive, short_cli  # noqa: F401 (re-exported)
 
-STATUS_KEYS = {"job_id", "site", "state", "native_state", "node", "reason", "time_used", "time_limit",
+STATUS_KEYS = {"job_id", "site", "state", "outcome", "native_state", "node", "reason", "time_used", "time_limit",
                "start_estimate", "exit_status"}
 
 

@@ -120,7 +120,7 @@ def whole_session(testbed, cli, site: str, which: str, prompt: str, secret, canc
         assert code == 0 and f"cancelled job {job}" in out, out
         term.answer_until(connect, pexpect.EOF, [], timeout=120)  # connect sees the job end
         connect.close()
-        assert re.search(rf"job {re.escape(job)} (on {site} )?ended", term.transcript), term.transcript[-2000:]
+        assert re.search(rf"job {re.escape(job)} on {site} was cancelled", term.transcript), term.transcript[-2000:]
     finally:
         connect.close(force=True)
         testbed.ssh(testbed.login_alias, cancel_cmd.format(job=job))

@@ -205,7 +205,8 @@ def test_hostile_values_are_refused_or_inert(cli: Cli, testbed: Any, markers: Pa
     value = hostile(markers, "var")
     module = hostile(markers, "module")
     arg = hostile(markers, "arg")
-    directive = ("--comment=" if scheduler == "slurm" else "-W depend=") + compact_hostile(markers, "directive")
+    # Free-text options each scheduler stores without parsing (PBS refuses a malformed -W depend).
+    directive = ("--comment=" if scheduler == "slurm" else "-A ") + compact_hostile(markers, "directive")
     # A no-op `module` and a fake conda (the bed has neither): they print what they were given.
     conda = markers / "fake-conda"
     (conda / "bin").mkdir(parents=True)

@@ -74,7 +74,7 @@ def test_submit_connect_kernel_cancel(cli, testbed, tmp_path: Path, site: str) -
         cancelled = cli.run("cancel", job_id)
         assert cancelled.returncode == 0, cancelled.stderr
         connect.wait(timeout=120)
-        assert "ended" in stop(connect)
+        assert f"job {job_id} on {site} was cancelled" in stop(connect)
         ended = cli.json("ls")
         assert ended[0]["state"] == "ENDED"
     finally:

@@ -66,9 +66,12 @@ JOB_EXEC_KILL_WALLTIME = -29
 # spool
 # ------------------------------------------------------------------------------------------
 class Lock:
-    """Exclusive lock over the whole spool (server state)."""
+    """Exclusive lock over the whole spool (server state). While it is held the umask is the
+    server's (group-shared spool), not the submitting user's: a real PBS server is a daemon of its
+    own, and hpcjupyter submits under `umask 077`, which would lock other users out of the spool."""
 
     def __enter__(self):
+        self.umask = os.umask(0o002)
         self.f = open(os.path.join(SPOOL, "lock"), "a+")
         fcntl.flock(self.f, fcntl.LOCK_EX)
         return self
@@ -76,6 +79,7 @@ class Lock:
     def __exit__(self, *exc):
         fcntl.flock(self.f, fcntl.LOCK_UN)
         self.f.close()
+        os.umask(self.umask)
 
 
 def job_path(seq, ext="json"):
