@@ -115,11 +115,12 @@ def job_status(job_id: str, attrs: Mapping[str, Any]) -> JobStatus:
 
 
 def outcome(exit_status: str, comment: str) -> Outcome:
-    """PBS marks how a job ended in its exit status: -29 the walltime ran out, 256 + signal a kill
-    (271: qdel's SIGTERM); a job deleted before it ran has none, and a comment ending "terminated"."""
+    """PBS marks how a job ended: -29 the walltime ran out; qdel adds "and terminated [by USER]"
+    to the comment whatever the exit status (a job script that traps SIGTERM exits with its own
+    status; one that does not shows 256 + 15 = 271); a job deleted before it ran has no status."""
     if exit_status == WALLTIME_EXCEEDED:
         return Outcome.TIMED_OUT
-    if exit_status == DELETED_WHILE_RUNNING or (not exit_status and _TERMINATED.search(comment)):
+    if _TERMINATED.search(comment) or exit_status == DELETED_WHILE_RUNNING:
         return Outcome.CANCELLED
     if not exit_status:
         return Outcome.UNKNOWN

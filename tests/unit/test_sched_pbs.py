@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from hpcjupyter.errors import SchedulerError
 from hpcjupyter.remote.base import Result
-from hpcjupyter.schedulers.base import JobState, QueryFailed, classify
+from hpcjupyter.schedulers.base import JobState, Outcome, QueryFailed, classify
 from hpcjupyter.schedulers.pbs import PBS, job_status, parse_qselect, parse_qstat
 
 P, R, E, U = JobState.PENDING, JobState.RUNNING, JobState.ENDED, JobState.UNKNOWN
@@ -171,3 +172,53 @@ def test_find_by_name() -> None:
 def test_every_pbspro_fixture_is_read_here(fixture_dir: Path) -> None:
     source = Path(__file__).read_text()
     assert [f.name for f in sorted(fixture_dir.glob("pbspro-*")) if f.name not in source] == []
+
+
+# ---- how a job ended, on a real OpenPBS 23.06 server's outputs ----------------------------
+
+
+def recorded(fixture, name: str) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    """An openpbs-* recording: (what the command printed, its exit status from the last line)."""
+    text, _, rc = fixture(name).rstrip("\n").rpartition("\nrc=")
+    return text, int(rc)
+
+
+def text_attrs(text: str) -> dict[str, str]:
+    """``qstat -f`` text: ``key = value`` lines, continuation lines (``\\n\\t``) joined."""
+    joined = text.replace("\n\t", "")
+    return dict(m.groups() for m in re.finditer(r"^\s+(\w+) = (.*)$", joined, re.MULTILINE))
+
+
+@pytest.mark.parametrize("name, outcome, exit_status", [
+    ("openpbs-qstat-xf-json-completed.txt", Outcome.COMPLETED, "0"),
+    ("openpbs-qstat-xf-json-exit3.txt", Outcome.FAILED, "3"),
+    ("openpbs-qstat-xf-json-qdel.txt", Outcome.CANCELLED, "271"),
+])
+def test_outcome_of_a_finished_job(fixture, name: str, outcome: Outcome, exit_status: str) -> None:  # type: ignore[no-untyped-def]
+    text, rc = recorded(fixture, name)
+    (job,) = parse_qstat(Result(rc, text, "")).values()
+    assert (job.state, job.outcome, job.exit_status) == (JobState.ENDED, outcome, exit_status)
+    if outcome is Outcome.CANCELLED:
+        assert job.reason == "terminated by pbsuser@pbshost"  # shown as cancelled, by whom
+
+
+@pytest.mark.parametrize("name, outcome", [
+    ("openpbs-qstat-xf-walltime-exceeded.txt", Outcome.TIMED_OUT),
+    ("openpbs-qstat-xf-qdel-queued.txt", Outcome.CANCELLED),  # deleted while queued: no Exit_status
+    ("openpbs-qstat-xf-completed.txt", Outcome.COMPLETED),
+    ("openpbs-qstat-xf-exit3.txt", Outcome.FAILED),
+])
+def test_outcome_from_text_qstat(fixture, name: str, outcome: Outcome) -> None:  # type: ignore[no-untyped-def]
+    text, _ = recorded(fixture, name)
+    attrs = text_attrs(text)
+    assert attrs["job_state"] == "F"
+    assert job_status("1.pbshost", attrs).outcome is outcome
+
+
+def test_a_job_that_can_never_run_is_recognised(fixture) -> None:  # type: ignore[no-untyped-def]
+    text, _ = recorded(fixture, "openpbs-qstat-f-queued-never-run.txt")
+    status = job_status("7.pbshost", text_attrs(text))
+    assert status.state is JobState.PENDING and status.reason.startswith("Can Never Run: Insufficient amount")
+    assert "fewer --cpus" in (PBS().why_never_starts(status) or "")
+    queued = job_status("8.pbshost", {"job_state": "Q", "comment": "Not Running: Insufficient amount of resource"})
+    assert PBS().why_never_starts(queued) is None  # waits for other jobs: it can start later

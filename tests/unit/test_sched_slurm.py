@@ -8,7 +8,7 @@ import pytest
 
 from hpcjupyter.errors import SchedulerError
 from hpcjupyter.remote.base import Result
-from hpcjupyter.schedulers.base import JobState, QueryFailed, classify
+from hpcjupyter.schedulers.base import JobState, Outcome, QueryFailed, classify
 from hpcjupyter.schedulers.slurm import (
     SACCT_FIELDS,
     SQUEUE_FORMAT,
@@ -277,3 +277,41 @@ def test_find_by_name() -> None:
 def test_every_slurm_fixture_is_read_here(fixture_dir: Path) -> None:
     source = Path(__file__).read_text()
     assert [f.name for f in sorted(fixture_dir.glob("slurm-*")) if f.name not in source] == []
+
+
+# ---- how a job ended, and pending reasons that never clear ----------------------------------
+
+
+@pytest.mark.parametrize("state, code, outcome", [
+    ("COMPLETED", "0:0", Outcome.COMPLETED),
+    ("CD", "0:0", Outcome.COMPLETED),
+    ("COMPLETED", "2:0", Outcome.FAILED),
+    ("FAILED", "3:0", Outcome.FAILED),
+    ("CANCELLED by 1000", "0:15", Outcome.CANCELLED),
+    ("TIMEOUT", "0:15", Outcome.TIMED_OUT),
+    ("OUT_OF_MEMORY", "0:125", Outcome.FAILED),
+    ("NODE_FAIL", "0:0", Outcome.FAILED),
+])
+def test_outcome_of_an_ended_job(state: str, code: str, outcome: Outcome) -> None:
+    row = {"JobID": "7", "State": state, "ExitCode": code}
+    assert row_status(row).outcome is outcome
+    assert row_status({"JobID": "7", "State": "RUNNING"}).outcome is None
+
+
+@pytest.mark.parametrize("reason, hint", [
+    ("PartitionTimeLimit", "fewer --hours"),
+    ("QOSMaxWallDurationPerJobLimit", "--qos that allows longer"),
+    ("AssocMaxWallDurationPerJobLimit", "fewer --hours"),
+    ("PartitionNodeLimit", "--partition"),
+    ("BadConstraints", "ask for less"),
+    ("InvalidAccount", "--account"),
+    ("InvalidQOS", "--qos"),
+])
+def test_reasons_that_never_clear_say_what_to_change(reason: str, hint: str) -> None:
+    status = row_status({"JobID": "7", "State": "PENDING", "Reason": reason})
+    assert hint in (Slurm().why_never_starts(status) or "")
+
+
+@pytest.mark.parametrize("reason", ["Priority", "Resources", "QOSMaxCpuPerUserLimit", "ReqNodeNotAvail", "None"])
+def test_reasons_that_clear_when_other_jobs_end_are_waited_out(reason: str) -> None:
+    assert Slurm().why_never_starts(row_status({"JobID": "7", "State": "PENDING", "Reason": reason})) is None
