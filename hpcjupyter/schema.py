@@ -145,7 +145,7 @@ class JobSection(_Strict):
     queue: SchedulerName | None = None
     directives: list[OneLine] = Field(default_factory=list, description="extra raw scheduler header options")
     partition_rules: dict[str, PlacementRule] = Field(
-        default_factory=dict, description="per-partition rules (Slurm): see PlacementRule"
+        default_factory=dict, description="per-partition rules (Slurm), see docs/sites/profile-rules.md"
     )
     qos_rules: dict[str, PlacementRule] = Field(default_factory=dict, description="per-qos rules (Slurm)")
     queue_rules: dict[str, PlacementRule] = Field(default_factory=dict, description="per-queue rules (PBS)")
