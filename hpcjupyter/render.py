@@ -16,7 +16,7 @@ from typing import Any
 
 from hpcjupyter import paths, protocol
 from hpcjupyter.errors import RequestError
-from hpcjupyter.request import Request
+from hpcjupyter.request import Request, conda_env_to_activate, project
 from hpcjupyter.schema import DIRECTIVE_PATH, PLACEHOLDER, SCHEDULER_NAME, USER_NAME, Profile
 
 
@@ -59,7 +59,7 @@ directive_path = _directive_value(DIRECTIVE_PATH, "path")
 
 
 def expand(template: str, profile: Profile, request: Request, user: str | None) -> str:
-    """Fill the {user}, {account} and {state_dir} placeholders of a path, in one pass."""
+    """Fill the {user}, {account}, {project} and {state_dir} placeholders of a path, in one pass."""
 
     def fill(match: re.Match[str]) -> str:
         key = match.group(1)
@@ -67,6 +67,8 @@ def expand(template: str, profile: Profile, request: Request, user: str | None) 
             return login_name(profile, user)
         if key == "account":
             return request.account or ""
+        if key == "project":
+            return project(profile, request) or ""
         return str(paths.state_dir()) if key == "state_dir" else match.group(0)
 
     return PLACEHOLDER.sub(fill, template)
@@ -122,14 +124,17 @@ def setup_context(profile: Profile, request: Request, user: str | None = None) -
     def path(value: str | None) -> str | None:
         return expand(value, profile, request, user) if value else None
 
+    conda_env = conda_env_to_activate(profile, request)
+
     return {
         "profile": profile,
         "request": request,
         "protocol": protocol.template_values(),
         # A profile's own Python environment replaces the scheduler's default one entirely.
         "path_dirs": () if profile.env.venv or profile.env.conda else get_scheduler(profile.scheduler).job_path(),
-        "conda": path(profile.env.conda),
-        "conda_env": request.conda_env or "base",
+        # None where a site that never uses conda 'base' has a venv instead (raises if neither).
+        "conda": path(profile.env.conda) if conda_env else None,
+        "conda_env": conda_env,
         "venv": path(profile.env.venv),
     }
 

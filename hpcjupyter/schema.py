@@ -25,13 +25,19 @@ _UNIT_MB = {"k": 1 / 1024, "": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
 
 
 def memory_mb(text: str) -> int:
-    """'16G', '16gb', '512M', '1.5G', '2T' → megabytes; a bare number is megabytes, as in Slurm.
+    """'16G', '16gb', '512M', '1.5G', '2T' → megabytes.
 
-    Raises ValueError with the fix in its message; callers turn it into their own error type.
+    A bare number is refused: Slurm would read '16' as 16 MB and Jupyter would be killed at once,
+    so the unit must be said. Raises ValueError with the fix in its message; callers turn it into
+    their own error type.
     """
     match = _MEMORY.match(text)
     if not match:
         raise ValueError(f"memory {text!r} is not understood; give a number with a unit: 512M, 16G, 1T")
+    if not match.group(2):
+        number = match.group(1)
+        raise ValueError(f"memory {text.strip()!r} has no unit (the scheduler would read {number} megabytes); "
+                         f"say which: {number}G for {number} gigabytes, or {number}M")
     megabytes = int(float(match.group(1)) * _UNIT_MB[(match.group(2) or "").lower()])
     if megabytes <= 0:
         raise ValueError(f"memory {text!r} must be at least 1M")
@@ -87,6 +93,25 @@ class SshSection(_Strict):
     )
 
 
+class PlacementRule(_Strict):
+    """What a site allows with one partition, qos or queue (``[job.partition_rules.NAME]``,
+    ``[job.qos_rules.NAME]``, ``[job.queue_rules.NAME]``). Checked before anything is submitted;
+    an error cites ``source``."""
+
+    partitions: list[SchedulerName] | None = Field(
+        None, description="qos rules only: the partitions this qos may be used with"
+    )
+    min_hours: Hours | None = Field(None, description="shortest walltime accepted (the longest is job.qos_max_hours)")
+    max_cpus: int | None = Field(None, ge=1, description="most cpus per job (or per user) here")
+    max_memory: Memory | None = Field(None, description="most memory per job (or per user) here, e.g. 125G")
+    max_gpus: int | None = Field(None, ge=0, description="most GPUs per job here; 0 where there are none")
+    cpus: bool = Field(True, description="false: no --ntasks/--cpus-per-task/ncpus may be given (the site sizes "
+                       "the job itself, e.g. by GPUs)")
+    memory: bool = Field(True, description="false: no memory may be given (--mem, mem=)")
+    exclusive: bool = Field(False, description="the job takes whole nodes (#SBATCH --exclusive)")
+    source: OneLine = Field("", description="where the site documents this rule (cited in errors)")
+
+
 class JobSection(_Strict):
     """Resources asked of the scheduler, and the site's limits on them."""
 
@@ -96,23 +121,44 @@ class JobSection(_Strict):
         default_factory=dict, description="longest walltime per qos (Slurm) or queue (PBS)"
     )
     cpus: int = Field(1, ge=1)
+    max_cpus: int | None = Field(None, ge=1, description="most cpus one job may ask for (e.g. cores per node)")
     memory: Memory | None = Field(None, description="memory per job, e.g. 16G (omit where the site forbids --mem)")
     allow_memory: bool = Field(True, description="false where the site assigns memory with cores only")
     gpus: int = Field(0, ge=0)
     max_gpus: int | None = Field(None, ge=0, description="0 on sites without GPUs")
+    gpu_types: list[SchedulerName] = Field(
+        default_factory=list, description="GPU models the site offers (job.gpu_type must be one of them)"
+    )
+    gpu_type: SchedulerName | None = Field(
+        None, description="GPU model asked for with GPUs (PBS :gpu_type=X, Slurm --gpus=X:N)"
+    )
     account: SchedulerName | None = Field(None, description="budget/project code (personal: put it in your config)")
     account_required: bool = False
+    account_refused: OneLine = Field(
+        "", description="set where the site has no account option: why (an --account is then refused)"
+    )
+    project: SchedulerName | None = Field(
+        None, description="project code for the {project} placeholder (default: job.account up to its first '-')"
+    )
     partition: SchedulerName | None = None
     qos: SchedulerName | None = None
     queue: SchedulerName | None = None
     directives: list[OneLine] = Field(default_factory=list, description="extra raw scheduler header options")
+    partition_rules: dict[str, PlacementRule] = Field(
+        default_factory=dict, description="per-partition rules (Slurm), see docs/sites/profile-rules.md"
+    )
+    qos_rules: dict[str, PlacementRule] = Field(default_factory=dict, description="per-qos rules (Slurm)")
+    queue_rules: dict[str, PlacementRule] = Field(default_factory=dict, description="per-queue rules (PBS)")
+    refused: dict[str, OneLine] = Field(
+        default_factory=dict, description="partition, qos or queue names the site keeps for other uses: name = why"
+    )
 
 
 class EnvSection(_Strict):
     """How the job prepares its environment and starts Jupyter on the compute node."""
 
     remote_dir: OneLine = Field(
-        "", description="job directories on a filesystem compute nodes see; {user}, {account}, {state_dir}"
+        "", description="job directories on a filesystem compute nodes see; {user}, {account}, {project}, {state_dir}"
     )
     workdir: OneLine | None = Field(
         None, description="directory Jupyter serves (default: the job directory); ~/ is the job's $HOME"
@@ -122,6 +168,9 @@ class EnvSection(_Strict):
     modules: list[OneLine] = Field(default_factory=list, description="modules to load, in order")
     conda: OneLine | None = Field(None, description="conda/miniforge install prefix")
     conda_env: OneLine | None = None
+    conda_env_required: bool = Field(
+        False, description="never activate conda 'base': a named env.conda_env (or env.venv) must be given"
+    )
     venv: OneLine | None = Field(None, description="path of a Python venv to activate")
     variables: dict[str, OneLine] = Field(
         default_factory=dict, description="environment variables to export (literal values, not expanded)"
@@ -144,6 +193,9 @@ class Profile(_Strict):
     ssh: SshSection = Field(default_factory=SshSection)
     job: JobSection = Field(default_factory=JobSection)
     env: EnvSection = Field(default_factory=EnvSection)
+    sources: dict[str, OneLine] = Field(
+        default_factory=dict, description="where the site documents a key's value, by dotted key (cited in errors)"
+    )
 
 
 class UserConfig(_Strict):
@@ -155,7 +207,7 @@ class UserConfig(_Strict):
 
 # ---- rules that span keys -----------------------------------------------------------------
 
-PLACEHOLDERS = ("user", "account", "state_dir")
+PLACEHOLDERS = ("user", "account", "project", "state_dir")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 # A path that goes into '#SBATCH --output=' or '#PBS -o' unquoted: no spaces or quotes (neither
 # scheduler parses shell quoting), no '%' (Slurm's filename patterns), no ':' (PBS's host:path).
@@ -165,6 +217,17 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_VARIABLES = re.compile(r"^(HPCJ_.*|JUPYTER_TOKEN|JUPYTER_RUNTIME_DIR)$")
 # Jupyter options the job script sets, or that would put a secret on the command line.
 _RESERVED_JUPYTER_OPTIONS = {"ip", "port", "port_retries", "token", "password", "hashed_password", "no-browser"}
+
+
+def project_code(project: str | None, account: str | None) -> str | None:
+    """The {project} placeholder: job.project, else the account up to its first '-'.
+
+    EPCC: "the budget is often the same as your project ID"; budgets such as t01-test or n01-nceo
+    belong to project t01 / n01, whose directories are /work/<project>/<project>/<user>.
+    """
+    if project:
+        return project
+    return account.split("-", 1)[0] if account else None
 
 
 def is_absolute_or_home(path: str) -> bool:
@@ -218,7 +281,44 @@ def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
         add("job.memory", "set, but 'job.allow_memory' is false: this site gives memory with the cores; remove it.")
     if job.max_hours is not None and job.hours > job.max_hours:
         add("job.hours", f"{job.hours:g} is over 'job.max_hours' ({job.max_hours:g}).")
+    if job.max_cpus is not None and job.cpus > job.max_cpus:
+        add("job.cpus", f"{job.cpus} is over 'job.max_cpus' ({job.max_cpus}).")
+    if job.gpu_type and job.gpu_types and job.gpu_type not in job.gpu_types:
+        add("job.gpu_type", f"{job.gpu_type!r} is not one of 'job.gpu_types': {', '.join(job.gpu_types)}.")
+    if job.account and job.account_refused:
+        add("job.account", f"this site takes no account ({job.account_refused}); remove it.")
+    if job.account_required and job.account_refused:
+        add("job.account_refused", "set together with 'job.account_required = true'; keep one of them.")
+    if env.conda_env_required and env.conda_env == "base":
+        add("env.conda_env", "this site says never to use conda 'base' ('env.conda_env_required'); name an env of "
+            "your own, e.g. conda create -n jupyter jupyterlab, then env.conda_env = \"jupyter\".")
+    for table in ("partition_rules", "qos_rules", "queue_rules"):
+        for name, rule in getattr(job, table).items():
+            if not SCHEDULER_NAME.match(name):
+                add(f"job.{table}", f"{name!r} is not a valid scheduler name (letters, digits and _ . , @ + -).")
+            if rule.partitions is not None and table != "qos_rules":
+                add(f"job.{table}.{name}.partitions", "only a qos rule names the partitions it goes with; "
+                    "move it to [job.qos_rules.NAME].")
+    for dotted in profile.sources:
+        if not _known_key(dotted):
+            add("sources", f"{dotted!r} is not a profile key; name one as section.key, e.g. \"job.max_hours\".")
     return problems
+
+
+def _known_key(dotted: str) -> bool:
+    """Whether ``dotted`` names a key of the profile schema ("job.max_hours", "scheduler")."""
+    model: type[BaseModel] = Profile
+    parts = dotted.split(".")
+    for index, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return index >= len(parts) - 1 or part.endswith("_rules")
+    return True
 
 
 def _remote_dir_problems(remote_dir: str, scheduler: str) -> list[str]:

@@ -44,20 +44,20 @@ def lines(script: str) -> list[str]:
 VARIANTS = [
     ("archer2", "archer2", 'job.account = "e123"', {}),
     ("cirrus", "cirrus", 'job.account = "t01"', {}),
-    ("imperial-cx3", "imperial-cx3", "", {}),
+    ("imperial-cx3", "imperial-cx3", 'env.conda_env = "ml"', {}),
     ("local", "local", "", {}),
     ("conda-env", "imperial-cx3", 'env.conda_env = "ml"', {}),
     ("conda-flag", "local", 'env.conda = "/opt/miniforge3"', {"conda_env": "torch"}),
     ("venv", "cirrus", 'job.account = "t01"\nenv.venv = "/epccfs/t01/t01/{user}/venv"', {}),
     ("modules-gpus", "archer2", 'job.account = "e123"\nenv.modules = ["PrgEnv-gnu", "cray-python"]',
      {"partition": "gpu", "qos": "gpu-shd", "gpus": 1}),
-    ("pbs-gpus-memory", "imperial-cx3", "", {"gpus": 1, "memory": "1.5G", "queue": "gpu72", "account": "p1"}),
+    ("pbs-gpus-memory", "imperial-cx3", "", {"gpus": 1, "memory": "1.5G", "queue": "gpu72", "conda_env": "ml"}),
     ("workdir-home", "archer2", 'job.account = "e123"', {"workdir": "~/notebooks"}),
     ("workdir-spaces", "local", "", {"workdir": "/tmp/my notebooks/it's here"}),
-    ("jump", "imperial-cx3", 'ssh.tunnel = "jump"', {}),
+    ("jump", "imperial-cx3", 'ssh.tunnel = "jump"\nenv.conda_env = "ml"', {}),
     ("bind-all", "local", 'env.bind = "all"', {}),
     ("no-login-shell", "archer2", 'job.account = "e123"\nenv.login_shell = false', {}),
-    ("login-shell-pbs", "imperial-cx3", "env.login_shell = true", {}),
+    ("login-shell-pbs", "imperial-cx3", 'env.login_shell = true\nenv.conda_env = "ml"', {}),
     ("extras", "local", 'env.variables = { A = "x y", B = "$HOME" }\nenv.jupyter = "notebook"\n'
      'env.jupyter_args = ["--ServerApp.base_url=/x/", "--notebook-dir=/tmp"]', {}),
 ]
@@ -94,14 +94,16 @@ def test_archer2_follows_the_site_rules(sandbox: Sandbox) -> None:
 
 
 def test_imperial_cx3_is_pbs_with_select_and_no_queue(sandbox: Sandbox) -> None:
-    text = lines(script_for(sandbox, "imperial-cx3", flags={"hours": 2}))
+    text = lines(script_for(sandbox, "imperial-cx3", 'env.conda_env = "ml"', flags={"hours": 2}))
     assert "#PBS -l walltime=02:00:00" in text
     assert "#PBS -l select=1:ncpus=8:mem=32gb" in text
     assert not any(line.startswith("#PBS -q") for line in text)
     assert f"#PBS -o /rds/general/user/{USER}/home/hpcjupyter/{SESSION}/pbs.out" in text
-    assert 'eval "$("$HOME"/miniforge3/bin/conda shell.bash hook)" && conda activate base \\' in text
-    gpu = lines(script_for(sandbox, "imperial-cx3", flags={"gpus": 2, "memory": "1.5G", "cpus": 4}))
-    assert "#PBS -l select=1:ncpus=4:mem=1536mb:ngpus=2" in gpu
+    # The site says never to use conda 'base' (env.conda_env_required): the named env is activated.
+    assert 'eval "$("$HOME"/miniforge3/bin/conda shell.bash hook)" && conda activate ml \\' in text
+    gpu = lines(script_for(sandbox, "imperial-cx3", 'env.conda_env = "ml"',
+                           flags={"gpus": 2, "memory": "1.5G", "cpus": 4}))
+    assert "#PBS -l select=1:ncpus=4:mem=1536mb:ngpus=2:gpu_type=L40S" in gpu
 
 
 def test_cirrus_never_asks_for_memory(sandbox: Sandbox) -> None:
@@ -145,7 +147,7 @@ def test_workdir_home_is_the_jobs_home_after_setup(sandbox: Sandbox) -> None:
 
 
 def test_tunnel_shape_chooses_where_jupyter_listens(sandbox: Sandbox) -> None:
-    jump = sandbox.personal("imperial-cx3", 'ssh.tunnel = "jump"')
+    jump = sandbox.personal("imperial-cx3", 'ssh.tunnel = "jump"\nenv.conda_env = "ml"')
     assert bind_mode(jump) == "loopback"
     assert bind_mode(sandbox.personal("imperial-cx3")) == "hostname"
     assert bind_mode(sandbox.personal("local")) == "loopback"
@@ -311,7 +313,7 @@ def injection_sites(sandbox: Sandbox) -> None:
     jobs = f'[env]\nremote_dir = "{sandbox.root}/jobs/{{user}}"\n'
     sandbox.profile("inj-local", f'extends = "local"\n[env]\nconda = "{conda}"\n')
     sandbox.profile("inj-slurm", f'extends = "archer2"\n[ssh]\nuser = "{USER}"\n[job]\naccount = "e123"\n{jobs}')
-    sandbox.profile("inj-pbs", f'extends = "imperial-cx3"\n[ssh]\nuser = "{USER}"\n{jobs}conda = "{conda}"\n')
+    sandbox.profile("inj-pbs", f'extends = "imperial-cx3"\n[ssh]\nuser = "{USER}"\n{jobs}conda = "{conda}"\nconda_env = "ml"\n')
 
 
 def hostile_script(sandbox: Sandbox, key: str, site: str, value: str) -> str:
