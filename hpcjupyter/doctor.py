@@ -187,16 +187,18 @@ def check_remote_dir(ctx: Context) -> str:
 def check_jupyter(ctx: Context) -> str:
     """The job's own environment set-up (the template the job uses), then where jupyter-lab is."""
     from hpcjupyter.render import render_jupyter_check
+    from hpcjupyter.request import conda_env_to_activate
 
     site = ctx.site
     env = site.profile.env
     program = f"jupyter-{env.jupyter}"
     venv, conda = env.venv, env.conda
+    conda_env = conda_env_to_activate(site.profile, ctx.request)  # a site's "never base" rule first
     within = (
         f"in the venv {ctx.path(venv)}"
         if venv
-        else f"in the conda env {ctx.request.conda_env or 'base'}"
-        if conda
+        else f"in the conda env {conda_env}"
+        if conda_env
         else f"after module load {' '.join(env.modules)}"
         if env.modules
         else "on the PATH"

@@ -211,8 +211,11 @@ def placement_rules(
 ) -> list[tuple[str, PlacementRule]]:
     """The profile's rules for the chosen partition, qos and queue, each with its name for messages."""
     job = profile.job
-    chosen = (("partition", partition, job.partition_rules), ("qos", qos, job.qos_rules),
-              ("queue", queue, job.queue_rules))
+    chosen = (
+        ("partition", partition, job.partition_rules),
+        ("qos", qos, job.qos_rules),
+        ("queue", queue, job.queue_rules),
+    )
     return [(f"{kind} '{name}'", table[name]) for kind, name, table in chosen if name and name in table]
 
 
@@ -247,7 +250,7 @@ def _no_base(profile: Profile, missing: bool = False) -> tuple[str, str]:
         f"site '{profile.name}' {what}: it says never to use or modify conda 'base'"
         f"{_source(profile, 'env.conda_env_required')}.",
         "Make an env with JupyterLab once on the login node (conda create -n jupyter jupyterlab), then give "
-        f"--conda-env jupyter, or set it in your config:\n  [sites.{profile.name}]\n  env.conda_env = \"jupyter\"\n"
+        f'--conda-env jupyter, or set it in your config:\n  [sites.{profile.name}]\n  env.conda_env = "jupyter"\n'
         "(or set env.venv to a venv with jupyterlab).",
     )
 
@@ -280,8 +283,12 @@ def _check_rules(profile: Profile, request: Request) -> None:
         if name and name in job.refused:
             raise RequestError(
                 f"{kind} '{name}' is not for hpcjupyter jobs on site '{profile.name}': {job.refused[name]}.",
-                f"Leave out --{kind}" + (": the site's routing places the job by its size." if kind == "queue"
-                                         else f", or choose another {kind}."),
+                f"Leave out --{kind}"
+                + (
+                    ": the site's routing places the job by its size."
+                    if kind == "queue"
+                    else f", or choose another {kind}."
+                ),
             )
     for what, rule in placement_rules(profile, request.partition, request.qos, request.queue):
         if rule.partitions is not None and request.partition not in rule.partitions:
@@ -309,8 +316,7 @@ def _check_rules(profile: Profile, request: Request) -> None:
             )
         if request.gpus and rule.max_gpus is not None and request.gpus > rule.max_gpus:
             if rule.max_gpus == 0:
-                raise RequestError(f"{what} has no GPUs (asked for {request.gpus}){_cite(rule)}.",
-                                   _gpu_hint(profile))
+                raise RequestError(f"{what} has no GPUs (asked for {request.gpus}){_cite(rule)}.", _gpu_hint(profile))
             raise RequestError(
                 f"{what} allows at most {rule.max_gpus} GPUs (asked for {request.gpus}){_cite(rule)}.",
                 f"Ask for --gpus {rule.max_gpus} or fewer" + (", or choose another qos." if "qos" in what else "."),

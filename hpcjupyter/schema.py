@@ -36,8 +36,10 @@ def memory_mb(text: str) -> int:
         raise ValueError(f"memory {text!r} is not understood; give a number with a unit: 512M, 16G, 1T")
     if not match.group(2):
         number = match.group(1)
-        raise ValueError(f"memory {text.strip()!r} has no unit (the scheduler would read {number} megabytes); "
-                         f"say which: {number}G for {number} gigabytes, or {number}M")
+        raise ValueError(
+            f"memory {text.strip()!r} has no unit (the scheduler would read {number} megabytes); "
+            f"say which: {number}G for {number} gigabytes, or {number}M"
+        )
     megabytes = int(float(match.group(1)) * _UNIT_MB[(match.group(2) or "").lower()])
     if megabytes <= 0:
         raise ValueError(f"memory {text!r} must be at least 1M")
@@ -105,8 +107,11 @@ class PlacementRule(_Strict):
     max_cpus: int | None = Field(None, ge=1, description="most cpus per job (or per user) here")
     max_memory: Memory | None = Field(None, description="most memory per job (or per user) here, e.g. 125G")
     max_gpus: int | None = Field(None, ge=0, description="most GPUs per job here; 0 where there are none")
-    cpus: bool = Field(True, description="false: no --ntasks/--cpus-per-task/ncpus may be given (the site sizes "
-                       "the job itself, e.g. by GPUs)")
+    cpus: bool = Field(
+        True,
+        description="false: no --ntasks/--cpus-per-task/ncpus may be given (the site sizes "
+        "the job itself, e.g. by GPUs)",
+    )
     memory: bool = Field(True, description="false: no memory may be given (--mem, mem=)")
     exclusive: bool = Field(False, description="the job takes whole nodes (#SBATCH --exclusive)")
     source: OneLine = Field("", description="where the site documents this rule (cited in errors)")
@@ -290,18 +295,23 @@ def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
     if job.account_required and job.account_refused:
         add("job.account_refused", "set together with 'job.account_required = true'; keep one of them.")
     if env.conda_env_required and env.conda_env == "base":
-        add("env.conda_env", "this site says never to use conda 'base' ('env.conda_env_required'); name an env of "
-            "your own, e.g. conda create -n jupyter jupyterlab, then env.conda_env = \"jupyter\".")
+        add(
+            "env.conda_env",
+            "this site says never to use conda 'base' ('env.conda_env_required'); name an env of "
+            'your own, e.g. conda create -n jupyter jupyterlab, then env.conda_env = "jupyter".',
+        )
     for table in ("partition_rules", "qos_rules", "queue_rules"):
         for name, rule in getattr(job, table).items():
             if not SCHEDULER_NAME.match(name):
                 add(f"job.{table}", f"{name!r} is not a valid scheduler name (letters, digits and _ . , @ + -).")
             if rule.partitions is not None and table != "qos_rules":
-                add(f"job.{table}.{name}.partitions", "only a qos rule names the partitions it goes with; "
-                    "move it to [job.qos_rules.NAME].")
+                add(
+                    f"job.{table}.{name}.partitions",
+                    "only a qos rule names the partitions it goes with; move it to [job.qos_rules.NAME].",
+                )
     for dotted in profile.sources:
         if not _known_key(dotted):
-            add("sources", f"{dotted!r} is not a profile key; name one as section.key, e.g. \"job.max_hours\".")
+            add("sources", f'{dotted!r} is not a profile key; name one as section.key, e.g. "job.max_hours".')
     return problems
 
 

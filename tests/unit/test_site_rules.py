@@ -9,14 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_profiles import BUILTIN, Sandbox, sandbox  # noqa: F401  (the fixture)
+from sandbox import Sandbox
 from typer.testing import CliRunner
 
 from hpcjupyter.cli import app
 from hpcjupyter.errors import ProfileError, RequestError
+from hpcjupyter.paths import builtin_profiles_dir
 from hpcjupyter.render import job_dir, render, render_jupyter_check
 from hpcjupyter.request import build_request
 from hpcjupyter.showprofile import format_profile
+
+BUILTIN = builtin_profiles_dir()
 
 SESSION = "20261129-120000-abc123"
 USER = "tester"
