@@ -46,7 +46,7 @@ def _directive_value(pattern: re.Pattern[str], what: str) -> Callable[[Any], str
         text = str(value)
         if not pattern.match(text):
             raise RequestError(
-                f"{what} {text!r} cannot go into a scheduler directive (#SBATCH/#PBS lines are not shell).",
+                f"{what} {text!r} cannot go into a scheduler directive (directive lines are not shell).",
                 "Use letters, digits and _ . / @ + - only.",
             )
         return text

@@ -8,12 +8,15 @@ so nothing in a profile can smuggle a header line or an option anywhere.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-# Account, partition, qos and queue names go into '#SBATCH'/'#PBS' lines unquoted (neither
+# Account, partition, qos and queue names go into scheduler directive lines unquoted (neither
 # scheduler parses shell quoting), so they are limited to what such names are made of.
 SCHEDULER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,@+-]*$")
 # A login name: also the {user} path placeholder, so no '/', and no leading '-' (ssh option).
@@ -82,6 +85,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _one_of(what: str, known: Callable[[], Iterable[str]]) -> AfterValidator:
+    """A name from a registry (read when validating, so adding a scheduler or a transport to its
+    registry is all it takes), with a "did you mean" for a typo."""
+
+    def check(name: str) -> str:
+        names = sorted(known())
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+            raise ValueError(
+                f"{name!r} is not a {what} hpcjupyter knows ({', '.join(names)})"
+                + (f". Did you mean '{close[0]}'?" if close else "")
+            )
+        return name
+
+    return AfterValidator(check)
+
+
+def _schedulers() -> Iterable[str]:
+    from hpcjupyter.schedulers import SCHEDULERS
+
+    return SCHEDULERS
+
+
+def _transports() -> Iterable[str]:
+    from hpcjupyter.remote import TRANSPORTS
+
+    return ["auto", *TRANSPORTS]
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Marks a field whose values come from a registry (`sites init` lists them)."""
+
+    names: Callable[[], Iterable[str]]
+
+
+SchedulerKind = Annotated[str, _one_of("scheduler", _schedulers), Choices(_schedulers)]
+TransportKind = Annotated[str, _one_of("transport", _transports), Choices(_transports)]
+
+
 class SshSection(_Strict):
     """How to reach the login node, and which tunnel shape the site allows."""
 
@@ -89,7 +132,7 @@ class SshSection(_Strict):
     user: UserName | None = Field(None, description="login user name (personal: put it in your config)")
     port: int | None = Field(None, ge=1, le=65535, description="ssh port")
     config: OneLine | None = Field(None, description="path to an ssh_config file passed to ssh -F")
-    transport: Literal["auto", "openssh", "fabric", "local"] = "auto"
+    transport: TransportKind = "auto"
     tunnel: Literal["forward", "jump"] = Field(
         "forward", description="forward: -L to NODE:PORT via the login node; jump: ssh to the node itself"
     )
@@ -113,7 +156,7 @@ class PlacementRule(_Strict):
         "the job itself, e.g. by GPUs)",
     )
     memory: bool = Field(True, description="false: no memory may be given (--mem, mem=)")
-    exclusive: bool = Field(False, description="the job takes whole nodes (#SBATCH --exclusive)")
+    exclusive: bool = Field(False, description="the job takes whole nodes")
     source: OneLine = Field("", description="where the site documents this rule (cited in errors)")
 
 
@@ -194,7 +237,7 @@ class Profile(_Strict):
     name: str
     description: OneLine = ""
     extends: str | None = None
-    scheduler: Literal["slurm", "pbs", "local"]
+    scheduler: SchedulerKind
     ssh: SshSection = Field(default_factory=SshSection)
     job: JobSection = Field(default_factory=JobSection)
     env: EnvSection = Field(default_factory=EnvSection)
@@ -214,8 +257,8 @@ class UserConfig(_Strict):
 
 PLACEHOLDERS = ("user", "account", "project", "state_dir")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-# A path that goes into '#SBATCH --output=' or '#PBS -o' unquoted: no spaces or quotes (neither
-# scheduler parses shell quoting), no '%' (Slurm's filename patterns), no ':' (PBS's host:path).
+# A path that goes unquoted into a directive line (the scheduler's output file): no spaces or
+# quotes (no scheduler parses shell quoting), no '%' (filename patterns), no ':' (host:path forms).
 DIRECTIVE_PATH = re.compile(r"^/[A-Za-z0-9_./@+-]*$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Set by the job script itself: a profile overriding them would break the job-side protocol.
@@ -248,7 +291,8 @@ def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
         problems.append((key, f"key '{key}': {text}"))
 
     env, job = profile.env, profile.job
-    remote = profile.scheduler != "local" and profile.ssh.transport != "local"
+    here = _on_this_machine(profile.scheduler)
+    remote = not here and profile.ssh.transport != "local"
     if remote and not profile.ssh.host:
         problems.append(("ssh.host", "required key 'ssh.host' is missing; set the login node's host name."))
     if remote and profile.ssh.tunnel == "forward" and env.bind == "loopback":
@@ -331,9 +375,17 @@ def _known_key(dotted: str) -> bool:
     return True
 
 
+def _on_this_machine(scheduler: str) -> bool:
+    from hpcjupyter.schedulers import get_scheduler
+
+    return get_scheduler(scheduler).on_this_machine
+
+
 def _remote_dir_problems(remote_dir: str, scheduler: str) -> list[str]:
-    """Placeholders known, absolute, and (for a scheduler) plain enough for a directive line."""
-    allowed = PLACEHOLDERS if scheduler == "local" else tuple(p for p in PLACEHOLDERS if p != "state_dir")
+    """Placeholders known, absolute, and (for a scheduler with directives) plain enough for a
+    directive line; {state_dir} (this machine's) only where jobs run on this machine."""
+    here = _on_this_machine(scheduler)
+    allowed = PLACEHOLDERS if here else tuple(p for p in PLACEHOLDERS if p != "state_dir")
     problems = [
         f"unknown placeholder '{{{name}}}'; use one of {', '.join('{' + p + '}' for p in allowed)}."
         for name in PLACEHOLDER.findall(remote_dir)
@@ -341,7 +393,7 @@ def _remote_dir_problems(remote_dir: str, scheduler: str) -> list[str]:
     ]
     if not remote_dir.startswith(("/", "{state_dir}")):
         problems.append(f"must be an absolute path (got {remote_dir!r}).")
-    elif not problems and scheduler != "local" and not DIRECTIVE_PATH.match(PLACEHOLDER.sub("x", remote_dir)):
+    elif not problems and not here and not DIRECTIVE_PATH.match(PLACEHOLDER.sub("x", remote_dir)):
         problems.append(
             f"{remote_dir!r} goes into a scheduler directive: use letters, digits and _ . / @ + - only "
             "(no spaces or quotes)."

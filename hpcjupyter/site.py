@@ -45,7 +45,7 @@ class Site:
     @property
     def target(self) -> SshTarget:
         ssh = self.profile.ssh
-        transport = "local" if self.profile.scheduler == "local" else ssh.transport
+        transport = "local" if self.scheduler.on_this_machine else ssh.transport
         return SshTarget(
             site=self.name, host=ssh.host, user=ssh.user, port=ssh.port, config=ssh.config, transport=transport
         )
@@ -78,7 +78,7 @@ class Site:
 
     @property
     def is_local(self) -> bool:
-        return self.profile.scheduler == "local" or self.profile.ssh.transport == "local"
+        return self.scheduler.on_this_machine or self.target.transport == "local"
 
     def close(self) -> None:
         if self._remote is not None:

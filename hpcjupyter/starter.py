@@ -16,7 +16,7 @@ from pydantic_core import PydanticUndefined
 
 from hpcjupyter import paths
 from hpcjupyter.errors import ProfileError
-from hpcjupyter.schema import Profile, semantic_problems
+from hpcjupyter.schema import Choices, Profile, semantic_problems
 from hpcjupyter.showprofile import _value as toml_value
 
 # Set by the loader (from the file name) or by `init` itself, never by the user in the body.
@@ -44,8 +44,11 @@ def _sample(annotation: Any) -> Any:
 def _explain(field: Any, required: bool) -> str:
     """One comment line: the description, the allowed values, and whether the key is required."""
     parts = [field.description or ""]
+    choices = next((m for m in field.metadata if isinstance(m, Choices)), None)
     if typing.get_origin(field.annotation) is typing.Literal:
         parts.append("one of: " + ", ".join(map(str, typing.get_args(field.annotation))))
+    elif choices is not None:
+        parts.append("one of: " + ", ".join(choices.names()))
     if required:
         parts.append("REQUIRED")
     return "# " + "; ".join(p for p in parts if p) if any(parts) else ""

@@ -5,11 +5,19 @@ Imports here stay light (no paramiko, fabric or pexpect) because CLI start-up ti
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.remote.base import Prompter, Remote, Result, Runner, SshTarget
+
+TRANSPORTS: dict[str, str] = {
+    "openssh": "hpcjupyter.remote.openssh:OpensshRemote",
+    "fabric": "hpcjupyter.remote.fabric_remote:FabricRemote",
+    "local": "hpcjupyter.remote.local:LocalRemote",
+}
+"""Every transport by name: ``module:class``. A new transport is a module and one line here."""
 
 __all__ = ["Prompter", "Remote", "Result", "Runner", "SshTarget", "choose_transport", "make_remote"]
 
@@ -27,18 +35,11 @@ def choose_transport(target: SshTarget) -> str:
 
 
 def make_remote(target: SshTarget, prompter: Prompter | None = None) -> Remote:
-    """The Remote for a site's ``[ssh]`` table (nothing is connected until first use)."""
+    """The Remote for a site's ``[ssh]`` table (nothing is connected until first use). The
+    transport's module is imported only now: paramiko and pexpect cost start-up time."""
     transport = choose_transport(target)
-    if transport == "openssh":
-        from hpcjupyter.remote.openssh import OpensshRemote
-
-        return OpensshRemote(target, prompter)
-    if transport == "fabric":
-        from hpcjupyter.remote.fabric_remote import FabricRemote
-
-        return FabricRemote(target, prompter)
-    if transport == "local":
-        from hpcjupyter.remote.local import LocalRemote
-
-        return LocalRemote(target, prompter)
-    raise RemoteError(f"Unknown ssh transport {transport!r} for site {target.site!r}.")
+    if transport not in TRANSPORTS:
+        raise RemoteError(f"Unknown ssh transport {transport!r} for site {target.site!r}.")
+    module, _, name = TRANSPORTS[transport].partition(":")
+    remote: Remote = getattr(importlib.import_module(module), name)(target, prompter)
+    return remote

@@ -49,8 +49,6 @@ class Runner(Protocol):
     def run(self, argv: Sequence[str], stdin: str | None = None, timeout: float | None = None) -> Result: ...
 
 
-TRANSPORTS = ("auto", "openssh", "fabric", "local")
-
 SHAPES = ("forward", "jump")
 """Tunnel shapes (see tunnel.py): ``forward`` through the login node to NODE:PORT, ``jump`` to the
 node itself and on to its loopback."""
@@ -74,10 +72,12 @@ class SshTarget:
     transport: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.transport not in TRANSPORTS:
+        from hpcjupyter.remote import TRANSPORTS
+
+        if self.transport != "auto" and self.transport not in TRANSPORTS:
             raise RemoteError(
                 f"Unknown ssh transport {self.transport!r} for site {self.site!r}.",
-                f"Use one of: {', '.join(TRANSPORTS)}.",
+                f"Use one of: auto, {', '.join(TRANSPORTS)}.",
             )
 
     @property

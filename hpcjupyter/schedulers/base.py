@@ -144,6 +144,8 @@ class Scheduler(abc.ABC):
     """A whole line of submit output that is the job id, in a group named ``id``."""
     gone: ClassVar[tuple[re.Pattern[str], ...]]
     """Error lines meaning the job is no longer there (status and cancel take them as answers)."""
+    on_this_machine: ClassVar[bool] = False
+    """Jobs run as processes on this machine: no login node to reach, no directives."""
     options: ClassVar[tuple[str, ...]] = ()
     """Placement options this scheduler has (of partition, qos, queue): any other is refused, so a
     user never believes a --qos was applied when the scheduler would ignore it."""

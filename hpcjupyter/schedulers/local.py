@@ -71,6 +71,7 @@ class Local(Scheduler):
     states = STATES
     job_id_line = re.compile(f"(?P<id>{localjob.JOB_ID.pattern})")
     gone = ()
+    on_this_machine = True
 
     def submit_argv(self, script_path: str, job_name: str | None = None) -> list[str]:
         return _localjob("submit", script_path, *(["--name", job_name] if job_name else []))
