@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -171,23 +173,21 @@ def _connect(site: Site, session: Session, ui: UI, options: ConnectOptions, open
     return 0
 
 
-class _signals_interrupt:
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
     """While connected, a closed terminal (SIGHUP) or a polite kill (SIGTERM) is handled like
     Ctrl-C: the tunnel is closed, the record updated and --cancel-on-exit honoured."""
 
-    def __enter__(self) -> None:
-        self._saved = {s: signal.signal(s, self._interrupt) for s in _CATCH}
-
-    def __exit__(self, *exc: object) -> None:
-        for number, handler in self._saved.items():
-            signal.signal(number, handler)
-
-    @staticmethod
-    def _interrupt(number: int, frame: object) -> None:
+    def interrupt(number: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-
-_CATCH = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    caught = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    saved = {number: signal.signal(number, interrupt) for number in caught}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
 
 
 @app.command()
