@@ -3,8 +3,9 @@ ends (or the user leaves). It reports through the UI and a ``ready`` callback an
 ended; the CLI only prints.
 
 The waiting loop asks the scheduler rarely (never sooner than the site's ``poll_seconds`` after
-the previous query) and peeks at the job directory often, over the existing login: a file read,
-cheap for the site and quick for us.
+the previous query) and, in between, runs one command on the login node that returns the moment
+Jupyter is ready (or the job gives up): a few file looks there, no scheduler query, and the client
+knows within a fraction of a second.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from hpcjupyter.wait import describe, duration, end_reason
 MAX_STATUS_FAILURES = 20
 RUNNING_TIMEOUT = 300.0
 """Seconds a running job may take to make Jupyter ready before connect gives up (the job stays)."""
-PEEK_QUEUED = 2.0  # seconds between looks at the job directory while the scheduler says queued
-PEEK_RUNNING = 0.25  # ... and once it runs: Jupyter is about to be ready
+WATCH_MAX = 30.0
+"""Longest one watch command waits on the login node: progress and a dropped login show by then."""
+RETRY_AFTER = 2.0
+"""Seconds before looking again when the login failed (it is being re-opened meanwhile)."""
 PROBE_EVERY = 2.0  # seconds between health probes while connected
 
 
@@ -164,18 +167,20 @@ class Waiter:
         except RemoteError as exc:
             self.ui.warn(f"{exc.message} Will retry.")
 
-    def ready(self) -> Connection | None:
-        """The 0600 connection file (host, port, token) once the job wrote it; an early end in the log
-        is an error at once; Jupyter's own log lines are the fallback when there is no file."""
+    def ready(self, seconds: float = 0.0) -> Connection | None:
+        """Wait up to ``seconds`` on the login node for the 0600 connection file (host, port, token);
+        an early end in the log is an error at once; Jupyter's own log lines are the fallback
+        when there is no file. One remote command, which returns as soon as there is news."""
         try:
-            result = self.site.run(protocol.peek_argv(self.session.job_dir))
+            result = self.site.run(protocol.watch_argv(self.session.job_dir, seconds), timeout=seconds + 60)
         except RemoteError:
             self.reconnect()
+            self.clock.sleep(RETRY_AFTER)
             return None
         mode, text, log = protocol.parse_peek(result.stdout)
         path = protocol.path(self.session.job_dir, protocol.CONNECTION)
         if text.strip() and not mode:
-            return None  # the file appeared between the two looks of one peek: look again
+            return None  # the file appeared between the two looks of one watch: look again
         if text.strip():
             if mode != protocol.PRIVATE_MODE:
                 raise HpcJupyterError(
@@ -195,12 +200,12 @@ class Waiter:
         return Connection(endpoint=fallback, token=fallback.token) if fallback and fallback.token else None
 
     def wait(self) -> Connection:
-        """Scheduler queries no closer than the site's ``poll_seconds``; the job directory peeked at
-        often (a file read, not a scheduler query), so a job that starts between two queries is
-        noticed at once."""
+        """Scheduler queries no closer than the site's ``poll_seconds``; between them the login
+        node watches the job directory (file looks, not scheduler queries), so a job that starts
+        between two queries is noticed at once."""
         clock = self.clock
         start = clock.monotonic()
-        next_query = next_peek = start
+        next_query = start
         running_since: float | None = None
         status = JobStatus(job_id=self.session.job_id or "", state=JobState.UNKNOWN)
         while True:
@@ -221,11 +226,6 @@ class Waiter:
                 self.ui.status(describe(status, now - start))
             if status.state is JobState.RUNNING:
                 running_since = running_since or now
-            if now >= next_peek:
-                connection = self.ready()
-                if connection is not None:
-                    return connection
-                next_peek = now + (PEEK_RUNNING if running_since else PEEK_QUEUED)
             if running_since and now - running_since > RUNNING_TIMEOUT:
                 log = read_quietly(self.site, protocol.path(self.session.job_dir, protocol.LOG))
                 raise HpcJupyterError(
@@ -234,7 +234,14 @@ class Waiter:
                     f"The job is still running: 'hpcjupyter logs {self.session.job_id}' to look, "
                     f"'hpcjupyter cancel {self.session.job_id}' to stop it.",
                 )
-            clock.sleep(max(0.05, min(next_query, next_peek) - clock.monotonic()))
+            until = [next_query, now + WATCH_MAX]
+            if self.timeout is not None:
+                until.append(start + self.timeout)
+            if running_since:
+                until.append(running_since + RUNNING_TIMEOUT)
+            connection = self.ready(max(0.0, min(until) - now))
+            if connection is not None:
+                return connection
 
     def check_can_start(self, status: JobStatus) -> None:
         """Stop at once when the scheduler says the job can never start as asked."""

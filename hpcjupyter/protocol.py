@@ -31,18 +31,31 @@ NOT_READY = "jupyter exited with status {status} before it was ready"
 PRIVATE_MODE = "-rw-------"
 """The only mode ``connection.json`` may have (as ``ls -l`` shows it): anything else leaks the token."""
 
-_ANY_STATUS = r"\d+"
-GAVE_UP = re.compile(rf"^{SAY}({NOT_READY.format(status=_ANY_STATUS)}|{ENDED} [1-9]\d*)", re.MULTILINE)
+
+def _gave_up(digit: str) -> str:
+    """The lines the script writes when it ends before Jupyter is reachable, as a regular
+    expression over ``digit`` (Python's and POSIX grep's spell digits differently)."""
+    return f"^{SAY}({NOT_READY.format(status=digit + '+')}|{ENDED} [1-9]{digit}*)"
+
+
+GAVE_UP = re.compile(_gave_up(r"\d"), re.MULTILINE)
 """A line the script writes when it ends before Jupyter is reachable."""
 
 PEEK_SEPARATOR = "--- hpcjupyter: job log follows ---"
-_PEEK_SH = (
-    'ls "$1" >/dev/null 2>&1; m=$(ls -ln "$1/$2" 2>/dev/null | cut -c1-10); echo "$m"; '
-    'cat "$1/$2" 2>/dev/null; printf "\\n%s\\n" "$4"; tail -c 16384 "$1/$3" 2>/dev/null'
+WATCH_STEP = 0.2
+"""Seconds between two looks of the watch loop on the login node (a stat, not a scheduler query)."""
+_WATCH_SH = (
+    'd=$1; i=0; while [ "$i" -lt "$5" ]; do '
+    'ls "$d" >/dev/null 2>&1; [ -s "$d/$2" ] && break; '
+    'tail -c 16384 "$d/$3" 2>/dev/null | grep -Eq "$6" && break; '
+    f"sleep {WATCH_STEP} 2>/dev/null || sleep 1; i=$((i + 1)); done; "
+    'm=$(ls -ln "$d/$2" 2>/dev/null | cut -c1-10); echo "$m"; '
+    'cat "$d/$2" 2>/dev/null; printf "\\n%s\\n" "$4"; tail -c 16384 "$d/$3" 2>/dev/null'
 )
-"""$1 job dir, $2 connection file, $3 log, $4 separator. ``ls`` first: on NFS it refreshes the
-directory's attribute cache. Prints the connection file's mode (as ``ls -l`` shows it: portable),
-its text, the separator, and the end of the log."""
+"""$1 job dir, $2 connection file, $3 log, $4 separator, $5 looks at most, $6 the gave-up lines.
+Waits on the login node until the connection file appears, the script gives up, or the looks run
+out, then prints the file's mode (as ``ls -l`` shows it: portable), its text, the separator and
+the end of the log. ``ls`` of the directory first: on NFS it refreshes the attribute cache."""
 
 
 def template_values() -> dict[str, str]:
@@ -73,13 +86,26 @@ def session_of(job_name: str) -> str | None:
     return job_name[len(JOB_NAME_PREFIX) :] if job_name.startswith(JOB_NAME_PREFIX) else None
 
 
-def peek_argv(job_dir: str) -> list[str]:
-    """One round trip that shows the connection file (mode and text) and the log's end."""
-    return ["sh", "-c", _PEEK_SH, "hpcjupyter-peek", job_dir, CONNECTION, LOG, PEEK_SEPARATOR]
+def watch_argv(job_dir: str, seconds: float) -> list[str]:
+    """One round trip that returns the moment Jupyter is ready or the job gave up (or after
+    ``seconds``): the client is told at once, with one remote command instead of many looks."""
+    looks = max(1, round(seconds / WATCH_STEP))  # at least one: time moves on every call
+    return [
+        "sh",
+        "-c",
+        _WATCH_SH,
+        "hpcjupyter-watch",
+        job_dir,
+        CONNECTION,
+        LOG,
+        PEEK_SEPARATOR,
+        str(looks),
+        _gave_up("[0-9]"),
+    ]
 
 
 def parse_peek(stdout: str) -> tuple[str, str, str]:
-    """`peek_argv`'s output → (the connection file's mode, its text, the log's end)."""
+    """`watch_argv`'s output → (the connection file's mode, its text, the log's end)."""
     head, _, log = stdout.partition(f"\n{PEEK_SEPARATOR}\n")
     mode, _, text = head.partition("\n")
     return mode.strip(), text, log

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from hpcjupyter.connecting import Waiter
+from hpcjupyter import protocol
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.remote.base import Result
 from hpcjupyter.schedulers import get_scheduler
@@ -43,8 +44,10 @@ class QueuedSite:
         return {job_ids[0]: JobStatus(job_ids[0], self.state, native_state="PD", reason="Priority")}
 
     def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> Result:
+        """The watch command: it takes as long as its looks on the login node (nothing appears)."""
         self.peeks += 1
-        return Result(0, "\n\n--- hpcjupyter: job log follows ---\n", "")
+        self.clock.sleep(int(argv[-2]) * protocol.WATCH_STEP)
+        return Result(0, f"\n\n{protocol.PEEK_SEPARATOR}\n", "")
 
 
 def waited(site: QueuedSite, clock: FakeClock, seconds: float, mocker: Any) -> None:
@@ -63,7 +66,9 @@ def test_queries_never_closer_than_poll_seconds_over_ten_queued_minutes(mocker: 
     gaps = [b - a for a, b in zip(site.queries, site.queries[1:])]
     assert site.queries[0] == 1000.0  # the first question is asked at once
     assert len(site.queries) == 11 and min(gaps) >= 60
-    assert site.peeks >= 250  # the job directory is looked at every 2 s meanwhile (a file read)
+    # Between queries one watch command waits on the login node (at most 30 s each): a few
+    # remote commands a minute, not one every couple of seconds.
+    assert 10 <= site.peeks <= 21
 
 
 def test_a_small_poll_interval_is_honoured(mocker: Any) -> None:
