@@ -89,6 +89,14 @@ class Finished:
 class NeverStarts(HpcJupyterError):
     """The scheduler says the job can never start as asked; it would wait in the queue forever."""
 
+    def __init__(self, message: str, fix: str, job_id: str) -> None:
+        super().__init__(message, f"To fix: {fix}. The job is still queued: 'hpcjupyter cancel {job_id}' removes it.")
+        self.fix = fix
+
+    def cancelled(self) -> HpcJupyterError:
+        """The same failure once --cancel-on-exit has removed the job."""
+        return HpcJupyterError(self.message, f"To fix: {self.fix}. The job was cancelled (--cancel-on-exit).")
+
 
 def job_ended(
     site: Site, session: sessions.Session, status: JobStatus | None = None, why: str = "", log: str = ""
@@ -249,7 +257,8 @@ class Waiter:
         if fix is not None:
             raise NeverStarts(
                 f"job {self.session.job_id} on {self.site.name} can never start as asked: {status.reason}.",
-                f"To fix: {fix}. The job is still queued: 'hpcjupyter cancel {self.session.job_id}' removes it.",
+                fix,
+                self.session.job_id or "",
             )
 
 
@@ -352,11 +361,12 @@ def connect(
             return Finished(Ending.DETACHED)
         cancel(site, session)
         return Finished(Ending.CANCELLED)
-    except NeverStarts:
-        if options.cancel_on_exit:
-            cancel(site, session)
-            ui.info(f"cancelled job {session.job_id} on {site.name} (--cancel-on-exit)")
-        raise
+    except NeverStarts as never:
+        if not options.cancel_on_exit:
+            raise
+        cancel(site, session)
+        ui.info(f"cancelled job {session.job_id} on {site.name} (--cancel-on-exit)")
+        raise never.cancelled() from None
     if status.outcome is Outcome.COMPLETED:
         return Finished(Ending.JOB_ENDED, status)
     raise job_ended(site, session, status)

@@ -213,10 +213,21 @@ def check_jupyter(ctx: Context) -> str:
     if result.ok and said:
         return f"{said}{where}"
     setting = "env.venv" if venv else "env.conda" if conda else "env.modules" if env.modules else "env.venv"
+    install = ctx.path(env.install) if env.install else ""
+    site_way = f"the site's documented way (env.install), on the login node:\n  {install}" if install else ""
+    if venv:
+        pip = f"{ctx.path(venv)}/bin/pip install jupyterlab"
+        missing = f"Install JupyterLab into the venv the job activates (env.venv): {pip}."
+        missing += f"\nOr remove env.venv and install it {site_way}" if site_way else ""
+    elif site_way:
+        missing = f"Install JupyterLab {site_way}"
+    else:
+        missing = f"Install JupyterLab into the environment the job activates ({setting}): pip install jupyterlab."
     hints = {
         3: f"Create it, or fix {setting} in the profile (or in [sites.{ctx.name}] of your config).",
-        4: "Check env.conda_env: 'conda env list' on the login node shows the environments.",
-        5: f"Install JupyterLab into the environment the job activates ({setting}): pip install jupyterlab.",
+        4: "Check env.conda_env: 'conda env list' on the login node shows the environments."
+        + (f"\nTo create one with JupyterLab, {site_way}" if site_way else ""),
+        5: missing,
         6: "Check the module's name with 'module avail' on the login node.",
     }
     detail = said or first_line(result.stderr) or f"exit status {result.returncode}"

@@ -220,6 +220,11 @@ class EnvSection(_Strict):
         False, description="never activate conda 'base': a named env.conda_env (or env.venv) must be given"
     )
     venv: OneLine | None = Field(None, description="path of a Python venv to activate")
+    install: OneLine = Field(
+        "",
+        description="the site's documented way to install JupyterLab, one line a user can type on the login node "
+        "(doctor shows it when jupyter is missing); {user}, {account}, {project}",
+    )
     variables: dict[str, OneLine] = Field(
         default_factory=dict, description="environment variables to export (literal values, not expanded)"
     )

@@ -45,6 +45,8 @@ TUSER=hpcuser
 PBS_SERVER=pbs-tb
 NODE_CPUS=4
 NODE_MEM_MB=8000
+PBS_NODE_CPUS=4
+PBS_NODE_MEM=64gb
 OATH_WINDOW=5
 ACCOUNTING=${HPCJ_TESTBED_ACCOUNTING:-0}   # 1: slurmdbd + MariaDB, so that sacct answers
 TWINS=${HPCJ_TESTBED_TWINS:-0}             # 1 (or `up --twin`): the site twins, see README.md
@@ -53,6 +55,15 @@ SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 HOMEDIR="$BED/shared/home/$TUSER"
 # ---- site twins (up --twin): HPE Cray EX (Cirrus, ARCHER2) and Imperial CX3 shapes --------------
+# The twins' compute nodes are declared the size of the sites' (slurmd: config_overrides; the PBS
+# emulator: its node table), so that the built-in profiles' defaults fit as they do there
+# (SITES.md: Cirrus 288 cores and 768 GB per standard node, hardware.md; ARCHER2 serial nodes
+# 32 cores / 125 GB per user, analysis.md; CX3's large queues take up to 128 cores and 920 GB on
+# one node, job-sizing-guidance.md). Nothing is consumed but the declared numbers.
+TWIN_NODE_CPUS=288
+TWIN_NODE_MEM_MB=786432
+TWIN_PBS_NODE_CPUS=128
+TWIN_PBS_NODE_MEM=920gb
 CRAY_USER=crayuser            # key + TOTP on the MFA sshd, like SAFE accounts
 IC_USER=icuser                # password only, like Imperial
 PROJECT=t01
@@ -353,16 +364,16 @@ EOF
   cp "$HERE"/pbs/pbsemu.py "$HERE"/pbs/qsub "$HERE"/pbs/qstat "$HERE"/pbs/qdel "$HERE"/pbs/qrls "$HERE"/pbs/qselect \
     "$BED/pbs/bin/"
   chmod 0755 "$BED"/pbs/bin/q*
-  /usr/bin/python3 - "$BED" "$PBS_SERVER" "$NODE_CPUS" <<'PY'
+  /usr/bin/python3 - "$BED" "$PBS_SERVER" "$PBS_NODE_CPUS" "$PBS_NODE_MEM" <<'PY'
 import json, sys
-bed, server, cpus = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bed, server, cpus, mem = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 cfg = {
     "server": server,
     "submit_host": "login",
     "pbs_version": "23.06.06",
     "spool": f"{bed}/shared/pbs/spool",
     "mom_spool": f"{bed}/hosts/{{node}}/pbs_mom",
-    "nodes": {n: {"ncpus": cpus, "mem": "64gb", "ngpus": 0} for n in ("node1", "node2")},
+    "nodes": {n: {"ncpus": cpus, "mem": mem, "ngpus": 0} for n in ("node1", "node2")},
     "queues": ["workq", "v1_small72", "v1_medium72", "v1_gpu72"],
     "default_queue": "workq",
     "default_walltime": "01:00:00",
@@ -716,7 +727,7 @@ twin_gen_files() {
   chmod 0755 "$PE/modulecmd"
   for h in "${HOSTS[@]}"; do
     render "$HERE/templates/twin-modules.sh.in" "$BED/hosts/$h/etc/profile.d/hpcj-twin-modules.sh" \
-      CRAY_USERS="$CRAY_USER" PE="$PE"
+      CRAY_USERS="$CRAY_USER" CX3_USERS="$IC_USER" PE="$PE"
   done
   # --- PBS: the emulator's spool is shared by hpcuser and icuser (group pbsusers) ---
   : >>"$BED/shared/pbs/spool/lock"    # the emulator's lock, shared by both users
@@ -1027,6 +1038,10 @@ cmd_up() {
   need_root
   if [[ ${1:-} == --twin ]]; then TWINS=1; elif [[ -n ${1:-} ]]; then die "usage: testbed.sh up [--twin]"; fi
   export HPCJ_TESTBED_TWINS=$TWINS
+  if [[ $TWINS == 1 ]]; then
+    NODE_CPUS=$TWIN_NODE_CPUS NODE_MEM_MB=$TWIN_NODE_MEM_MB
+    PBS_NODE_CPUS=$TWIN_PBS_NODE_CPUS PBS_NODE_MEM=$TWIN_PBS_NODE_MEM
+  fi
   local t0=$EPOCHREALTIME
   if healthy; then log "test bed already up at $BED"; return 0; fi
   local other

@@ -373,3 +373,39 @@ def test_profile_errors_are_failures_not_crashes() -> None:
     results: list[CheckResult] = []
     assert run_checks(Context("x", refuse), results.append) is False
     assert results == [CheckResult("profile", False, "x.toml: bad.", results[0].seconds)]
+
+
+# ---- env.install: the site's own recipe when jupyter is missing ----------------------------
+
+SITE_WAY = "module load cray-python; PYTHONUSERBASE=/work/{project}/{project}/{user}/.local pip install --user jupyterlab"
+
+
+def test_missing_jupyter_shows_the_sites_install_line_with_the_users_paths(mocker: Any) -> None:
+    answers = {**healthy_slurm(), "id -un": Result(0, "alice\n", ""), "sacctmgr": Result(0, "t01-test|serial\n", ""),
+               doctor.MARK: Result(5, f"{doctor.MARK}jupyter-lab not found after module load cray-python\n", "")}
+    prof = profile(job={"account": "t01-test"}, env={"venv": None, "modules": ["cray-python"], "install": SITE_WAY})
+    results = diagnose(prof, FakeLogin(answers), mocker)
+    assert failed_at(results) == "jupyter"
+    assert results[-1].detail.splitlines()[1:] == [
+        "Install JupyterLab the site's documented way (env.install), on the login node:",
+        "  module load cray-python; PYTHONUSERBASE=/work/t01/t01/alice/.local pip install --user jupyterlab",
+    ]
+
+
+def test_a_venv_without_jupyter_is_told_its_own_pip_then_the_sites_way(mocker: Any) -> None:
+    answers = {**healthy_slurm(), doctor.MARK: Result(5, f"{doctor.MARK}jupyter-lab not found in the venv /v\n", "")}
+    results = diagnose(profile(env={"venv": "/v", "install": SITE_WAY}), FakeLogin(answers), mocker)
+    hint = results[-1].detail.splitlines()[1:]
+    assert hint[0] == "Install JupyterLab into the venv the job activates (env.venv): /v/bin/pip install jupyterlab."
+    assert hint[1] == "Or remove env.venv and install it the site's documented way (env.install), on the login node:"
+    assert hint[2].startswith("  module load cray-python; PYTHONUSERBASE=/work/e123/e123/hpcuser/.local")
+
+
+def test_a_missing_conda_env_is_told_how_the_site_creates_one(mocker: Any) -> None:
+    recipe = "module load miniforge/3; miniforge-setup; conda create -n jupyter jupyterlab"
+    answers = {**healthy_slurm(), doctor.MARK: Result(4, f"{doctor.MARK}conda activate jupyter failed\n", "")}
+    prof = profile(env={"venv": None, "conda": "~/miniforge3", "conda_env": "jupyter", "install": recipe})
+    results = diagnose(prof, FakeLogin(answers), mocker)
+    assert failed_at(results) == "jupyter"
+    assert results[-1].detail.endswith(f"To create one with JupyterLab, the site's documented way (env.install), "
+                                       f"on the login node:\n  {recipe}")

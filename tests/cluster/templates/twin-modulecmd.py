@@ -1,10 +1,12 @@
 #!/usr/bin/python3
-"""Stand-in for Lmod's `module` on the HPE Cray EX twins of the hpcjupyter test bed.
+"""Stand-in for `module` on the site twins of the hpcjupyter test bed: Lmod on the HPE Cray EX
+twins, Environment Modules on the Imperial CX3 twin (HPCJ_TWIN_MODULES=cx3).
 
 `module` (a shell function from /etc/profile.d/hpcj-twin-modules.sh) runs
 `eval "$(modulecmd bash ARGS...)"`. Supported: restore, load, unload, list, purge, avail.
 Only cray-python changes the environment (it puts a Python 3.11 without Jupyter first in PATH);
-the default Cray PE modules are names only. Messages go to stderr, as Lmod's do.
+the default Cray PE modules and the CX3 modules are names only. Messages go to stderr, as the
+real commands' do.
 """
 import os
 import shlex
@@ -18,6 +20,10 @@ DEFAULTS = ["craype-x86-rome", "libfabric/1.12.1.2.2.0.0", "craype-network-ofi",
 # name -> (full name, directories prepended to PATH)
 KNOWN = {"cray-python": ("cray-python/3.11.2", [f"{PE}/python/3.11/bin"])}
 KNOWN.update({d.split("/")[0]: (d, []) for d in DEFAULTS})
+if os.environ.get("HPCJ_TWIN_MODULES") == "cx3":
+    # CX3: no Cray PE; what its job scripts and the conda guide load (names only)
+    DEFAULTS = []
+    KNOWN = {"tools": ("tools/prod", []), "miniforge": ("miniforge/3", [])}
 
 
 def main(argv):
