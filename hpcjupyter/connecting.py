@@ -26,8 +26,6 @@ from hpcjupyter.ui import UI
 from hpcjupyter.wait import describe, duration, end_reason
 
 MAX_STATUS_FAILURES = 20
-RUNNING_TIMEOUT = 300.0
-"""Seconds a running job may take to make Jupyter ready before connect gives up (the job stays)."""
 PEEK_QUEUED = 2.0  # seconds between looks at the job directory while the scheduler says queued
 PEEK_RUNNING = 0.25  # ... and once it runs: Jupyter is about to be ready
 PROBE_EVERY = 2.0  # seconds between health probes while connected
@@ -226,10 +224,11 @@ class Waiter:
                 if connection is not None:
                     return connection
                 next_peek = now + (PEEK_RUNNING if running_since else PEEK_QUEUED)
-            if running_since and now - running_since > RUNNING_TIMEOUT:
+            limit = self.site.profile.env.start_timeout  # the job stays when connect gives up
+            if running_since and now - running_since > limit:
                 log = read_quietly(self.site, protocol.path(self.session.job_dir, protocol.LOG))
                 raise HpcJupyterError(
-                    f"job {self.session.job_id} has run {RUNNING_TIMEOUT:g} s without Jupyter becoming ready.\n"
+                    f"job {self.session.job_id} has run {limit:g} s without Jupyter becoming ready.\n"
                     f"Last lines of its log:\n{tail(log) or '(empty)'}",
                     f"The job is still running: 'hpcjupyter logs {self.session.job_id}' to look, "
                     f"'hpcjupyter cancel {self.session.job_id}' to stop it.",

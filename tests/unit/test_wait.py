@@ -31,10 +31,12 @@ class FakeClock:
 class QueuedSite:
     """A site whose job stays queued: counts scheduler queries (with their times) and peeks."""
 
-    def __init__(self, clock: FakeClock, poll_seconds: int, state: JobState = JobState.PENDING) -> None:
+    def __init__(
+        self, clock: FakeClock, poll_seconds: int, state: JobState = JobState.PENDING, start_timeout: int = 300
+    ) -> None:
         self.clock, self.state = clock, state
         self.name = "s"
-        self.profile = SimpleNamespace(env=SimpleNamespace(poll_seconds=poll_seconds))
+        self.profile = SimpleNamespace(env=SimpleNamespace(poll_seconds=poll_seconds, start_timeout=start_timeout))
         self.scheduler = get_scheduler("slurm")
         self.queries: list[float] = []
         self.peeks = 0
@@ -65,6 +67,20 @@ def test_queries_never_closer_than_poll_seconds_over_ten_queued_minutes(mocker: 
     assert site.queries[0] == 1000.0  # the first question is asked at once
     assert len(site.queries) == 11 and min(gaps) >= 60
     assert site.peeks >= 250  # the job directory is looked at every 2 s meanwhile (a file read)
+
+
+def test_a_running_job_whose_jupyter_never_gets_ready_is_given_up_after_start_timeout(mocker: Any) -> None:
+    """The profile's env.start_timeout bounds "running but Jupyter never ready" (the job stays)."""
+    mocker.patch("hpcjupyter.connecting.sessions.record_status")
+    mocker.patch("hpcjupyter.connecting.read_quietly", return_value="setup still running")
+    clock = FakeClock()
+    site = QueuedSite(clock, poll_seconds=60, state=JobState.RUNNING, start_timeout=45)
+    session = SimpleNamespace(job_id="42", job_dir="/w/s", site="s", session_id="s")
+    waiter = Waiter(site, session, UI(quiet=True), timeout=None, clock=clock)  # type: ignore[arg-type]
+    with pytest.raises(HpcJupyterError, match="has run 45 s without Jupyter becoming ready") as info:
+        waiter.wait()
+    assert 45 < clock.now - 1000.0 <= 45 + 0.5
+    assert "setup still running" in info.value.message and "hpcjupyter cancel 42" in info.value.hint
 
 
 def test_a_small_poll_interval_is_honoured(mocker: Any) -> None:
