@@ -203,11 +203,11 @@ def test_wrong_answer_is_asked_again(cli, disruptive, which: str, transport: str
     assert wrong not in term.transcript and right not in term.transcript
     assert len(new_accepted(testbed, which, offset)) == 1
     if transport == "fabric":
-        # No login outlives a fabric process: the next invocation asks once more, and only once.
-        again = testbed.totp() if which == "mfa" else testbed.password
-        code, out = term.run("status", "987654321", "--site", "tb-ask", answers=(again,))
-        assert code == 1 and "not known to the scheduler" in out and term.prompts == 3, out
-        assert len(new_accepted(testbed, which, offset)) == 2
+        if which == "pw":  # (not with TOTP: a fresh step each time; whole_session covers it there)
+            # No login outlives a fabric process: the next invocation asks once more, and only once.
+            code, out = term.run("status", "987654321", "--site", "tb-ask", answers=(testbed.password,))
+            assert code == 1 and "not known to the scheduler" in out and term.prompts == 3, out
+            assert len(new_accepted(testbed, which, offset)) == 2
         return
     # The login is kept: the next invocation asks nothing.
     code, out = term.run("status", "987654321", "--site", "tb-ask")
