@@ -27,8 +27,6 @@ from hpcjupyter.ui import UI
 from hpcjupyter.wait import describe, duration, end_reason
 
 MAX_STATUS_FAILURES = 20
-RUNNING_TIMEOUT = 300.0
-"""Seconds a running job may take to make Jupyter ready before connect gives up (the job stays)."""
 WATCH_MAX = 30.0
 """Longest one watch command waits on the login node: progress and a dropped login show by then."""
 RETRY_AFTER = 2.0
@@ -234,10 +232,11 @@ class Waiter:
                 self.ui.status(describe(status, now - start))
             if status.state is JobState.RUNNING:
                 running_since = running_since or now
-            if running_since and now - running_since > RUNNING_TIMEOUT:
+            limit = self.site.profile.env.start_timeout  # the job stays when connect gives up
+            if running_since and now - running_since > limit:
                 log = read_quietly(self.site, protocol.path(self.session.job_dir, protocol.LOG))
                 raise HpcJupyterError(
-                    f"job {self.session.job_id} has run {RUNNING_TIMEOUT:g} s without Jupyter becoming ready.\n"
+                    f"job {self.session.job_id} has run {limit:g} s without Jupyter becoming ready.\n"
                     f"Last lines of its log:\n{tail(log) or '(empty)'}",
                     f"The job is still running: 'hpcjupyter logs {self.session.job_id}' to look, "
                     f"'hpcjupyter cancel {self.session.job_id}' to stop it.",
@@ -246,7 +245,7 @@ class Waiter:
             if self.timeout is not None:
                 until.append(start + self.timeout)
             if running_since:
-                until.append(running_since + RUNNING_TIMEOUT)
+                until.append(running_since + limit)
             connection = self.ready(max(0.0, min(until) - now))
             if connection is not None:
                 return connection

@@ -234,6 +234,9 @@ class EnvSection(_Strict):
         "auto", description="auto: loopback for jump, the node's hostname for forward; all = 0.0.0.0"
     )
     poll_seconds: int = Field(60, ge=1, description="least interval between scheduler queries")
+    start_timeout: int = Field(
+        300, ge=1, description="seconds a running job may take to make Jupyter ready before connect gives up"
+    )
 
 
 class Profile(_Strict):

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import struct
 import subprocess
 import threading
@@ -165,16 +166,19 @@ class Testbed:
         p = subprocess.Popen(["bash", str(TESTBED_SH), "link-down", str(seconds), mode],
                              env=self._env(), stdin=subprocess.DEVNULL)
         deadline = time.time() + 5
-        while time.time() < deadline and self._link_is_up() and p.poll() is None:
+        while time.time() < deadline and self._link_is_up(mode) and p.poll() is None:
             time.sleep(0.02)
         if wait:
             p.wait()
         return p
 
-    def _link_is_up(self) -> bool:
-        out = subprocess.run(["ip", "-br", "link", "show", "hpcj-lap"], capture_output=True,
+    def _link_is_up(self, mode: str = "unreachable") -> bool:
+        """The end of the link that MODE takes down: the laptop's, or login's (blackhole)."""
+        where = ["-n", "hpcj-login"] if mode == "blackhole" else []
+        dev = "ext0" if mode == "blackhole" else "hpcj-lap"
+        out = subprocess.run(["ip", *where, "-br", "link", "show", dev], capture_output=True,
                              text=True).stdout.split()
-        return len(out) > 1 and out[1] == "UP"
+        return len(out) > 1 and out[1] in ("UP", "UNKNOWN")
 
     def restart_sshd(self, which: str) -> None:
         """Restart one sshd listener (login, mfa, pw, node1, node2): established sessions and
@@ -230,6 +234,31 @@ class Testbed:
             elif parts[1] == name:
                 out.append(parts[2])
         return out
+
+    def calls_mark(self) -> int:
+        """A mark in the call log: `own_calls` counts only what was logged after it."""
+        try:
+            return self.calls_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def own_calls(self, mark: int, name: str, *words: str) -> list[str]:
+        """Argument strings of NAME's calls logged after MARK whose arguments hold every one of
+        WORDS (a job id as a whole word, or a path anywhere in them): a test's own calls, whatever other
+        tests do on the bed at the same time."""
+        with open(self.calls_log, "rb") as log:
+            log.seek(mark)
+            lines = log.read().decode(errors="replace").splitlines()
+        found = []
+        for line in lines:
+            parts = line.split(" ", 2) + [""]
+            if parts[1] != name:
+                continue
+            args = parts[2]
+            tokens = set(re.split(r"[\s,=]+", args))
+            if all(w in tokens or ("/" in w and w in args) for w in words):
+                found.append(args)
+        return found
 
     def _env(self) -> dict:
         return {**os.environ, "HPCJ_TESTBED_DIR": str(self.dir)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -79,3 +80,54 @@ def wait_status(cli: Cli, site: str, job_id: str, done: Callable[[dict[str, Any]
             return data
         assert time.monotonic() < deadline, f"job {job_id} never reached the awaited state; last: {data}"
         time.sleep(0.5)
+
+
+# ---- the scheduler, asked directly on login (not through the CLI) -------------------------------
+
+ACTIVE = {"slurm": {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"},
+          "pbs": {"Q", "H", "R", "E", "W", "T", "B", "S", "U"}}
+"""Native states of a job that has not finished yet."""
+
+
+def native_state(testbed: Any, scheduler: str, job_id: str) -> str:
+    """The job's state as its own scheduler prints it ('' when it no longer knows the job)."""
+    if scheduler == "pbs":
+        out = testbed.ssh(testbed.login_alias, f"qstat -x -f {shlex.quote(job_id)}").stdout
+        return next((line.split("=", 1)[1].strip() for line in out.splitlines()
+                     if line.strip().startswith("job_state =")), "")
+    return testbed.ssh(testbed.login_alias, f"squeue -h -t all -j {shlex.quote(job_id)} -o %T").stdout.strip()
+
+
+def cancel_and_wait(testbed: Any, scheduler: str, *job_ids: str, seconds: float = 60) -> None:
+    """Cancel with the site's own scheduler (scancel / qdel) and wait until each job has finished."""
+    if not job_ids:
+        return
+    quoted = " ".join(shlex.quote(j) for j in job_ids)
+    testbed.ssh(testbed.login_alias, f"qdel {quoted}" if scheduler == "pbs" else f"scancel {quoted}")
+    deadline = time.monotonic() + seconds
+    for job in job_ids:
+        while native_state(testbed, scheduler, job) in ACTIVE[scheduler]:
+            assert time.monotonic() < deadline, f"job {job} still not finished {seconds:g} s after the cancel"
+            time.sleep(0.3)
+
+
+def script_ended(job_dir: Path | str) -> bool:
+    """The job script's EXIT trap has run (its last log line is written): nothing of it runs any more."""
+    from hpcjupyter import protocol
+
+    try:
+        log = (Path(job_dir) / protocol.LOG).read_text(errors="replace")
+    except OSError:
+        return False
+    return f"{protocol.SAY}{protocol.ENDED} " in log
+
+
+def wait_until(predicate: Callable[[], Any], seconds: float, what: str, step: float = 0.2) -> Any:
+    """Poll ``predicate`` until it returns something true (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {seconds:g} s waiting for {what}"
+        time.sleep(step)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -101,6 +102,37 @@ def wait_for(predicate: Any, seconds: float, what: str, step: float = 0.5) -> An
     raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
 
 
+def sshd_pid(testbed: Any) -> str:
+    return (testbed.dir / "run" / "sshd-login.pid").read_text().strip()
+
+
+def sshd_greets(testbed: Any) -> bool:
+    """The login sshd accepts a TCP connection and sends its banner (no login: nothing logged)."""
+    try:
+        with socket.create_connection((testbed.addresses["login"], testbed.ports["login"]), timeout=2) as s:
+            return s.recv(64).startswith(b"SSH-2.0")
+    except OSError:
+        return False
+
+
+def logins_since(testbed: Any, offset: int) -> list[str]:
+    """The login sshd's 'Accepted' lines after byte OFFSET of its log (the bed is held alone)."""
+    with open(testbed.sshd_log("login"), "rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    return [line for line in text.splitlines() if line.startswith("Accepted ")]
+
+
+def laptop_port(pid: int, server_port: int) -> int | None:
+    """The laptop-side TCP port of process PID's connection to the sshd on SERVER_PORT."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dport", "=", f":{server_port}"],
+                         capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            return int(line.split()[2].rsplit(":", 1)[1])
+    return None
+
+
 def cancel_quietly(testbed: Any, *job_ids: str) -> None:
     if job_ids:
         testbed.ssh(testbed.login_alias, "scancel " + " ".join(job_ids))
@@ -127,8 +159,8 @@ def test_link_down_30s_connect_waits_and_recovers(cli: Cli, disruptive: Any, mod
         url = read_url(connect)
         port, token = port_and_token(url)
         assert api_status(port, "/", token) == 200
-        link = testbed.link_down(30, mode=mode)
-        time.sleep(3)
+        link = testbed.link_down(30, mode=mode)  # returns once that end of the link is down
+        assert link.poll() is None, "link-down ended early"
         assert api_status(port, "/", token, timeout=2.0) != 200, "the link is down: nothing should answer"
         link.wait(timeout=60)
         took = answering_within(port, token, 150)
@@ -151,13 +183,15 @@ def test_login_sshd_restart_session_goes_on(cli: Cli, disruptive: Any) -> None:
         connect = run.process
         url = read_url(connect)
         port, token = port_and_token(url)
-        logins = testbed.accepted("login")
+        offset = testbed.sshd_log("login").stat().st_size  # count only the logins from here on
 
+        old_sshd = sshd_pid(testbed)
         testbed.restart_sshd("login")
-        time.sleep(5)
+        assert sshd_pid(testbed) != old_sshd
+        wait_for(lambda: sshd_greets(testbed), 10, "the restarted sshd to answer", 0.05)
         assert api_status(port, "/", token, timeout=5.0) == 200
         assert listed(cli, job)["state"] == "RUNNING"  # a new command over the same master
-        assert testbed.accepted("login") == logins, "the restart must not force a new login"
+        assert logins_since(testbed, offset) == [], "the restart must not force a new login"
 
         # As if the restart had dropped the connections: the master (our own process) dies.
         testbed.restart_sshd("login")
@@ -170,7 +204,8 @@ def test_login_sshd_restart_session_goes_on(cli: Cli, disruptive: Any) -> None:
         assert took is not None, "connect did not restore the tunnel through a new master"
         new_master = master_pid(sock)
         assert new_master is not None and new_master != master
-        assert testbed.accepted("login") == logins + 1, "exactly one new login"
+        (new_login,) = logins_since(testbed, offset)  # exactly one new login: the new master's
+        assert f" port {laptop_port(new_master, testbed.ports['login'])} " in new_login, new_login
         assert connect.poll() is None
     stderr = run.stderr
     assert "Traceback" not in stderr
@@ -183,11 +218,12 @@ def test_squeue_failing_transiently_is_unknown_then_retried(cli: Cli, disruptive
     """Three failing squeue calls while connect waits: the job is UNKNOWN (never ended), the
     query is retried, and connect gets to Jupyter."""
     testbed = disruptive
-    # Jupyter is held back 8 s so that every injected failure is met before it can be ready
-    # (connect finds a ready Jupyter in the job directory without asking the scheduler).
-    install(cli, testbed, extra_env='setup = ["sleep 8"]')
+    # Jupyter is held back until every injected failure has been met (connect finds a ready
+    # Jupyter in the job directory without asking the scheduler): the job waits for a file.
+    install(cli, testbed, extra_env='setup = [\'while [ ! -e "$HPCJ_JOB_DIR/go" ]; do sleep 0.2; done\']')
     job = submit(cli)
-    before = testbed.command_count("squeue")
+    go = Path(record_of(cli, job)["job_dir"]) / "go"
+    mark = testbed.calls_mark()
     testbed.fail_next("squeue", 3)
     states: list[str] = []  # the record's state, sampled while connect waits
     done = threading.Event()
@@ -202,10 +238,13 @@ def test_squeue_failing_transiently_is_unknown_then_retried(cli: Cli, disruptive
     with connecting(cli, testbed, job) as run:
         connect = run.process
         try:
+            # Our own job's squeue calls: three failed, then one answered.
+            wait_for(lambda: len(testbed.own_calls(mark, "squeue", job)) >= 4, 60, "squeue to be asked again")
+            assert (testbed.faults_dir / "squeue.fail").read_text().strip() == "0"
+            go.touch()
             url = read_url(connect, seconds=120)
             port, token = port_and_token(url)
             assert api_status(port, "/", token) == 200
-            assert testbed.command_count("squeue") - before >= 4  # 3 failures, then answers
             rec = record_of(cli, job)
             assert rec["state"] == "RUNNING" and not rec["ended_at"], rec
         finally:
@@ -315,11 +354,13 @@ def test_submit_killed_after_the_scheduler_took_the_job(cli: Cli, disruptive: An
     install(cli, testbed)
     assert cli.run("ls").returncode == 0
     testbed.delay_next("sbatch", 3)
-    sbatch_calls = testbed.command_count("sbatch")
+    mark = testbed.calls_mark()
     submitting = cli.start("submit", "--site", SITE)
     job = ""
     try:
-        wait_for(lambda: testbed.command_count("sbatch") > sbatch_calls, 30, "sbatch to be called")
+        # Our own sbatch call: its script lies in the job directory of this CLI's record.
+        wait_for(lambda: (recs := records(cli)) and testbed.own_calls(mark, "sbatch", recs[0]["job_dir"]),
+                 30, "sbatch to be called")
         os.kill(submitting.pid, signal.SIGSTOP)  # its ssh child goes on: sbatch runs to its end
         (rec,) = records(cli)
         assert rec["state"] == "SUBMITTING" and rec["job_id"] is None, rec

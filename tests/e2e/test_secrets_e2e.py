@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 from clihelpers import Cli, port_and_token, read_url, stop
 from jupyter_client import run_code
-from tbcli import listeners
+from tbcli import cancel_and_wait as finish
+from tbcli import listeners, script_ended, wait_until
 from tbprofiles import profile_text
 
 from hpcjupyter.probe import api_status
@@ -67,15 +68,10 @@ def record_of(cli: Cli, job_id: str) -> dict[str, Any]:
     raise AssertionError(f"no record of job {job_id}")
 
 
-def cancel_and_wait(cli: Cli, testbed: Any, job_id: str) -> None:
+def cancel_and_wait(cli: Cli, testbed: Any, job_id: str, scheduler: str = "slurm") -> None:
+    """`hpcjupyter cancel`, then the site's own scheduler (scancel / qdel) until the job is over."""
     cli.run("cancel", job_id)
-    testbed.ssh(testbed.login_alias, f"scancel {job_id}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        state = testbed.ssh(testbed.login_alias, f"squeue -h -t all -j {job_id} -o %T").stdout.strip()
-        if state not in ("RUNNING", "PENDING", "COMPLETING"):
-            return
-        time.sleep(0.5)
+    finish(testbed, scheduler, job_id)
 
 
 def private_tree(root: Path) -> list[str]:
@@ -273,8 +269,9 @@ def test_hostile_values_are_refused_or_inert(cli: Cli, testbed: Any, markers: Pa
         assert f"fake-conda: activate {conda_env}" in log
     finally:
         stop(connect)
-        cancel_and_wait(cli, testbed, job)
-    time.sleep(1)
+        cancel_and_wait(cli, testbed, job, scheduler)
+    # The job script has run to its end (its EXIT trap wrote the last line): nothing more can run.
+    wait_until(lambda: script_ended(record_of(cli, job)["job_dir"]), 60, "the job script to end")
     assert sorted(p.name for p in markers.iterdir()) == sorted(["fake-conda", workdir.name]), "an injected command ran"
     job_dir = Path(record_of(cli, job)["job_dir"])
     for where in (job_dir, workdir, Path(testbed.home), job_dir.parent):

@@ -138,15 +138,15 @@ def test_slurm_finished_job_seen_only_through_history(cli, disruptive) -> None:
         assert res.returncode != 0 and "accounting storage is disabled" in res.stderr + res.stdout, res
 
     for job, native, code in ((failed, "FAILED", "3"), (done, "COMPLETED", "0")):
-        calls = {c: testbed.command_count(c) for c in ("squeue", "sacct", "scontrol")}
+        mark = testbed.calls_mark()  # from here, only this job's calls are counted
         testbed.fail_next("squeue", 1, SLURM_PURGED, rc=1)
         hist = status(cli, "tb-slurm", job)
         assert hist["state"] == "ENDED" and hist["native_state"] == native, hist
         assert hist["exit_status"] == code and hist["node"] in testbed.nodes, hist
-        assert testbed.command_count("squeue") == calls["squeue"] + 1
-        assert testbed.command_count("sacct") == calls["sacct"] + 1
+        assert len(testbed.own_calls(mark, "squeue", job)) == 1
+        assert len(testbed.own_calls(mark, "sacct", job)) == 1
         if not testbed.accounting:  # answered by scontrol show job
-            assert testbed.command_count("scontrol") == calls["scontrol"] + 1
+            assert len(testbed.own_calls(mark, "scontrol", job)) == 1
 
     # Purged everywhere (squeue and scontrol say so; sacct is disabled): a job hpcjupyter
     # submitted is ENDED, no longer known; an id nobody recorded is an error.

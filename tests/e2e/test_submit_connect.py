@@ -38,10 +38,11 @@ def chromium_loads_lab(url: str, directory: Path) -> Path:
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={directory / 'chromium-profile'}", "--window-size=1280,800",
              "--virtual-time-budget=20000"]
-    dom = subprocess.run(["chromium", *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    assert "jp-LabShell" in dom.stdout or "jp-MainAreaWidget" in dom.stdout, dom.stderr[-2000:]
     shot = directory / "jupyterlab.png"
-    subprocess.run(["chromium", *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    # One launch does both (new headless mode): the DOM on stdout, the screenshot to a file.
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", f"--screenshot={shot}", url], capture_output=True,
+                         text=True, timeout=120)
+    assert "jp-LabShell" in dom.stdout or "jp-MainAreaWidget" in dom.stdout, dom.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     return shot
 

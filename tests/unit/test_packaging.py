@@ -1,5 +1,6 @@
 """The wheel carries templates/ and site-profiles/ and finds them when installed (not editable)."""
 
+import importlib.util
 import subprocess
 import sys
 import zipfile
@@ -13,8 +14,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def unpacked_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
-                           capture_output=True, text=True, timeout=300)
+    # Without build isolation when the build backend is at hand (0.9 s instead of 2.4 s here: no
+    # fresh environment with hatchling installed into it); the wheel is the same.
+    isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(out),
+                            str(REPO)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     wheel = next(out.glob("hpcjupyter-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
