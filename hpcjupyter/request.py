@@ -100,7 +100,7 @@ def build_request(profile: Profile, flags: dict[str, Any], session_id: str | Non
         conda_env=given.get("conda_env", profile.env.conda_env),
         workdir=given.get("workdir", profile.env.workdir),
     )
-    check_request(profile, request)
+    check_request(profile, request, hours_by_default="hours" not in given)
     return request
 
 
@@ -123,9 +123,10 @@ def _number(key: str, value: Any, kind: Callable[[Any], T]) -> T:
         raise RequestError(f"--{key} must be a number (got {value!r}).") from None
 
 
-def check_request(profile: Profile, request: Request) -> None:
-    """Refuse what the site would refuse, with the limit and where it comes from."""
-    _check_hours(profile, request)
+def check_request(profile: Profile, request: Request, hours_by_default: bool = False) -> None:
+    """Refuse what the site would refuse, with the limit and where it comes from. The effective
+    request is checked (a default over a limit is only an error when no --hours replaces it)."""
+    _check_hours(profile, request, hours_by_default)
     job = profile.job
     if request.cpus <= 0:
         raise RequestError(f"--cpus must be at least 1 (got {request.cpus}).")
@@ -162,7 +163,7 @@ def check_request(profile: Profile, request: Request) -> None:
         )
 
 
-def _check_hours(profile: Profile, request: Request) -> None:
+def _check_hours(profile: Profile, request: Request, by_default: bool = False) -> None:
     """Walltime is positive, at least a minute, and within the qos's (or queue's) limit."""
     hours = request.hours
     if not math.isfinite(hours) or hours <= 0:
@@ -179,9 +180,17 @@ def _check_hours(profile: Profile, request: Request) -> None:
             where = f"{kind} '{chosen}'"
         else:
             where = f"site '{profile.name}'" + (f" ({kind} '{chosen}')" if chosen else "")
+        asked = f"the default walltime (job.hours = {hours:g})" if by_default else f"--hours {hours:g}"
         raise RequestError(
-            f"--hours {hours:g} is over the limit of {limit:g} h ({walltime(limit)}) for {where}.",
-            f"Ask for at most {limit:g} hours, or choose a {kind} that allows longer.",
+            f"{asked} is over the limit of {limit:g} h ({walltime(limit)}) for {where}.",
+            f"Ask for at most {limit:g} hours"
+            + (" with --hours, or set a lower job.hours in the profile" if by_default else "")
+            + f", or choose a {kind} that allows longer"
+            + (
+                " ('hpcjupyter sites show " + profile.name + " --origin --files' shows which file sets each)."
+                if by_default
+                else "."
+            ),
         )
 
 

@@ -151,6 +151,10 @@ class UserConfig(_Strict):
 
     profile_path: list[str] = Field(default_factory=list)
     sites: dict[str, dict[str, object]] = Field(default_factory=dict)
+    default_site: str | None = None
+    """The site used when a command is given no --site."""
+    notify: bool = True
+    """A bell and a desktop notification when a job that waited in the queue becomes ready."""
 
 
 # ---- rules that span keys -----------------------------------------------------------------
@@ -216,8 +220,6 @@ def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
         add("env.conda_env", "needs 'env.conda', the conda install prefix (e.g. \"~/miniforge3\").")
     if job.memory and not job.allow_memory:
         add("job.memory", "set, but 'job.allow_memory' is false: this site gives memory with the cores; remove it.")
-    if job.max_hours is not None and job.hours > job.max_hours:
-        add("job.hours", f"{job.hours:g} is over 'job.max_hours' ({job.max_hours:g}).")
     return problems
 
 
