@@ -65,7 +65,7 @@ def common_options(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         quiet, verbose = kwargs.pop("hpcj_quiet", False), kwargs.pop("hpcj_verbose", False)
         ctx = kwargs.pop("hpcj_ctx", None) or next(
-            (v for v in [*args, *kwargs.values()] if isinstance(v, typer.Context)), None
+            (v for v in [*args, *kwargs.values()] if hasattr(v, "find_root")), None
         )
         if ctx is not None and (quiet or verbose):
             root = ctx.find_root()
@@ -126,7 +126,7 @@ def profiles() -> ProfileSet:
 
 
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+    typer.echo(json.dumps(data, sort_keys=True))
 
 
 def make_ui(ctx: typer.Context) -> UI:
