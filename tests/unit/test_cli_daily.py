@@ -324,3 +324,27 @@ def test_piped_progress_prints_state_changes_and_a_heartbeat(capsys, monkeypatch
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["job 7: pending, waited 0s", "job 7: running, starting Jupyter, waited 10s",
                      "job 7: pending, waited 11s", "job 7: pending, waited 41s"]
+
+
+# ---- 16: ls detail ---------------------------------------------------------------------------------
+
+
+def test_ls_detail_shows_time_left_and_no_stale_url(sandbox) -> None:
+    import socket
+
+    from hpcjupyter import listing, sessions
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # closed once the block ends: nothing listens there
+    session = sessions.Session(site="archer2", session_id="20261123-100000-abcdef", job_dir="/x", job_name="hpcj-x",
+                               submitted_at=sessions.stamp(), job_id="7", state=sessions.SessionState.RUNNING,
+                               url=f"http://127.0.0.1:{port}/lab", local_port=port,
+                               extra={"time_limit": "02:00:00", "time_used": "00:30:00", "time_read": sessions.stamp()})
+    assert listing.detail(session).startswith(("1h29m", "1h30m")) and "left (not connected)" in listing.detail(session)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        session.local_port = listening.getsockname()[1]
+        session.url = f"http://127.0.0.1:{session.local_port}/lab"
+        assert listing.detail(session) == session.url
