@@ -147,7 +147,8 @@ def job_url(site: Site, session: sessions.Session) -> JobUrl:
         )
     endpoint = parse_connection_file(text, path)
     if site.is_local:
-        port, connected = endpoint.port, True
+        relayed = session.local_port if session.url and port_open(session.local_port) else None
+        port, connected = relayed or endpoint.port, True
     else:
         port = session.local_port or 0
         connected = bool(session.url) and port_open(port)

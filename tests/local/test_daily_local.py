@@ -153,3 +153,21 @@ def test_a_job_that_waited_rings_and_notifies_when_ready(cli: Cli) -> None:
         process.wait(timeout=60)
     finally:
         stop(process)
+
+
+def test_local_port_is_honoured_on_the_local_site(cli: Cli) -> None:
+    """#7: --local-port on `local` is where the browser goes (a relay to Jupyter's own port)."""
+    from hpcjupyter.tunnel import free_local_port
+
+    wanted = free_local_port()
+    process = cli.start("submit", "--site", "local", "--connect", "--no-browser", "--local-port", str(wanted))
+    try:
+        url = read_url(process)
+        port, token = port_and_token(url)
+        assert port == wanted and api_status(port, "/", token) == 200
+        job_id = job_of(cli)
+        assert cli.run("url", job_id).stdout.strip() == url
+        assert cli.run("cancel", job_id).returncode == 0
+        process.wait(timeout=60)
+    finally:
+        stop(process)

@@ -348,3 +348,17 @@ def test_ls_detail_shows_time_left_and_no_stale_url(sandbox) -> None:
         session.local_port = listening.getsockname()[1]
         session.url = f"http://127.0.0.1:{session.local_port}/lab"
         assert listing.detail(session) == session.url
+
+
+# ---- 10: no browser ---------------------------------------------------------------------------------
+
+
+def test_a_browser_that_cannot_be_opened_is_said(capsys, monkeypatch) -> None:
+    import webbrowser
+
+    from hpcjupyter import cli as cli_module
+    from hpcjupyter.ui import UI
+
+    monkeypatch.setattr(webbrowser, "open", lambda url: False)
+    cli_module._open_browser("http://127.0.0.1:1/lab?token=t", UI())
+    assert "could not open a web browser here" in capsys.readouterr().err
