@@ -6,15 +6,16 @@ from pathlib import Path
 
 import typer
 
-from hpcjupyter.cli_common import Commands, print_json, profiles
+from hpcjupyter.cli_common import Commands, common_options, print_json, profiles
 from hpcjupyter.errors import HpcJupyterError
 
 sites_app = typer.Typer(cls=Commands, help="List, show, check and share site profiles.", no_args_is_help=True)
 
 
 @sites_app.command("list")
+@common_options
 def sites_list(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
-    """List every site profile found on the search path.
+    """List every site profile found on the search path (--json also gives each one's files).
 
     Example: hpcjupyter sites list
     """
@@ -47,23 +48,33 @@ def sites_list(as_json: bool = typer.Option(False, "--json", help="Print JSON fo
 
 
 @sites_app.command("show")
+@common_options
 def sites_show(
     name: str = typer.Argument(..., help="Site name, e.g. archer2."),
-    origin: bool = typer.Option(False, "--origin", help="Show which file set each value."),
+    origin: bool = typer.Option(
+        False, "--origin", help="Show which layer set each value (built-in, group NAME, personal, config, default)."
+    ),
+    files: bool = typer.Option(False, "--files", help="With --origin: name the file instead of the layer."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Print the merged profile of one site (built-in, group and personal layers combined).
 
     Example: hpcjupyter sites show archer2 --origin
     """
-    profile, origins = profiles().load(name)
-    data = profile.model_dump(mode="json")
+    found = profiles()
+    profile, origins = found.load(name)
+    data = profile.shown()
+    shown = origins if files else {k: found.layer_label(v) for k, v in origins.items()}
     if as_json:
-        print_json({"profile": data, "origins": origins} if origin else data)
+        print_json({"profile": data, "origins": shown, "files": origins} if origin else data)
         return
     from hpcjupyter.showprofile import format_profile
 
-    typer.echo(format_profile(data, origins if origin else None))
+    typer.echo(format_profile(data, shown if origin else None))
+    if origin and not files:
+        layers = dict.fromkeys(found.layer_label(f) + ": " + f for f in origins.values() if f not in shown.values())
+        if layers:
+            typer.echo("# layers:\n" + "\n".join(f"#   {line}" for line in layers))
 
 
 def _indented(text: str) -> str:
@@ -72,6 +83,7 @@ def _indented(text: str) -> str:
 
 
 @sites_app.command("check")
+@common_options
 def sites_check(name: str | None = typer.Argument(None, help="One site to check (default: every site found).")) -> None:
     """Validate every profile found (or one) and report all problems at once; exit 1 if any is invalid.
 
@@ -83,11 +95,15 @@ def sites_check(name: str | None = typer.Argument(None, help="One site to check 
     results = problems(found, [name] if name else found.names())
     for site, error in results.items():
         typer.echo(f"✓ {site}" if not error else f"✗ {site}\n{_indented(error)}")
-    if any(results.values()):
+    config = found.config_problems()
+    if config:
+        typer.echo(f"✗ {found.config_path}\n{_indented(chr(10).join(config))}")
+    if any(results.values()) or config:
         raise typer.Exit(1)
 
 
 @sites_app.command("init")
+@common_options
 def sites_init(
     name: str = typer.Argument(..., help="Name of the new site (its file is NAME.toml)."),
     base: str | None = typer.Option(None, "--from", help="Extend this site: only what differs goes in the file."),
@@ -117,6 +133,7 @@ def _report_sites(directory: Path, before: set[str] | None = None) -> None:
 
 
 @sites_app.command("add")
+@common_options
 def sites_add(
     source: str = typer.Argument(..., help="A directory of *.toml profiles, or a git URL/repository to clone."),
     name: str | None = typer.Option(None, "--name", help="Name of the clone (default: from the URL)."),
@@ -137,6 +154,7 @@ def sites_add(
 
 
 @sites_app.command("update")
+@common_options
 def sites_update(name: str | None = typer.Argument(None, help="One clone to pull (default: all).")) -> None:
     """Pull (fast-forward only) the group repositories added with 'sites add'.
 
@@ -158,6 +176,7 @@ def sites_update(name: str | None = typer.Argument(None, help="One clone to pull
 
 
 @sites_app.command("remove")
+@common_options
 def sites_remove(name: str = typer.Argument(..., help="Name (or path) of a source added with 'sites add'.")) -> None:
     """Take a group source out of profile_path; a clone made by 'sites add' is deleted too.
 

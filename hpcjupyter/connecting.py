@@ -264,8 +264,8 @@ class Waiter:
 def open_tunnel_for(site: Site, connection: Connection, local_port: int | None, strict: bool = False) -> Tunnel | None:
     """The tunnel of the site's shape, or None where Jupyter is on this machine already.
     ``strict``: the user named ``local_port``; if it is taken, that is an error, not another port."""
-    if site.is_local:
-        return None
+    if site.is_local and not strict:
+        return None  # Jupyter is on this machine already; a --local-port asked for gets a relay
     port = free_local_port(local_port, strict)
     endpoint = connection.endpoint
     target = endpoint.node if site.profile.ssh.tunnel == "jump" else endpoint.host

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.remote.base import Result
@@ -47,6 +48,8 @@ class Context:
 
     name: str
     open_site: Callable[[str], Site]
+    flags: dict[str, Any] = field(default_factory=dict)
+    """The placement flags given to doctor, as submit would take them."""
     _site: Site | None = None
     _request: Request | None = None
     _user: list[str | None] = field(default_factory=list)
@@ -57,7 +60,7 @@ class Context:
         from hpcjupyter.request import build_request
 
         self._site = self.open_site(self.name)
-        self._request = build_request(self._site.profile, {})
+        self._request = build_request(self._site.profile, self.flags)
 
     @property
     def site(self) -> Site:

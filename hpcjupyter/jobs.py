@@ -90,3 +90,82 @@ def cancel_job(site: Site, session: sessions.Session) -> Cancelled:
         return Cancelled(already=found)
     cancel(site, session)
     return Cancelled()
+
+
+def newest_session(site_name: str | None = None) -> sessions.Session:
+    """The newest session that may still run (on ``site_name`` if given): what a command given no
+    job id acts on."""
+    live = [
+        s for s in sessions.all_sessions() if s.job_id and s.state.live and (site_name is None or s.site == site_name)
+    ]
+    if not live:
+        where = f" on {site_name}" if site_name else ""
+        raise HpcJupyterError(
+            f"no running session{where} is recorded on this machine, and no job id was given.",
+            "Give the job id (see 'hpcjupyter ls'), or start a session with 'hpcjupyter submit'.",
+        )
+    return max(live, key=lambda s: (s.submitted_at, s.session_id))
+
+
+def forget_session(job_id: str, site_name: str | None, force: bool = False) -> sessions.Session:
+    """Remove a job's record (never the job); a session that may still run needs ``force``."""
+    session = sessions.find(job_id, site_name)
+    if session is None:
+        raise HpcJupyterError(
+            f"no session with job id {job_id} is recorded on this machine.", "See 'hpcjupyter ls --all'."
+        )
+    if session.state.live and not force:
+        raise HpcJupyterError(
+            f"job {job_id} on {session.site} may still be running ({session.state.value}).",
+            f"Cancel it first ('hpcjupyter cancel {job_id}'), or give --force to forget it and leave it running.",
+        )
+    sessions.remove(session)
+    return session
+
+
+@dataclass(frozen=True)
+class JobUrl:
+    url: str
+    connected: bool
+
+
+def job_url(site: Site, session: sessions.Session) -> JobUrl:
+    """The browser URL of a session again: the token is read from the job's 0600 connection file
+    over the login (never stored here); the port is the recorded tunnel's (on ``local`` Jupyter's own)."""
+    from hpcjupyter import protocol
+    from hpcjupyter.discover import parse_connection_file
+    from hpcjupyter.probe import browser_url
+
+    path = protocol.path(session.job_dir, protocol.CONNECTION)
+    text = site.read_file(path)
+    if not text or not text.strip():
+        raise HpcJupyterError(
+            f"job {session.job_id} on {site.name} has no Jupyter connection file ({path}): Jupyter is not "
+            "running (yet, or any more).",
+            f"'hpcjupyter status {session.job_id}' shows the job's state; "
+            f"'hpcjupyter connect {session.job_id}' waits for it.",
+        )
+    endpoint = parse_connection_file(text, path)
+    if site.is_local:
+        relayed = session.local_port if session.url and port_open(session.local_port) else None
+        port, connected = relayed or endpoint.port, True
+    else:
+        port = session.local_port or 0
+        connected = bool(session.url) and port_open(port)
+        if not port:
+            raise HpcJupyterError(
+                f"job {session.job_id} has never been connected from this machine, so it has no local port.",
+                f"Run 'hpcjupyter connect {session.job_id}': it prints the URL.",
+            )
+    return JobUrl(browser_url(port, endpoint.base_url, endpoint.token or "", site.profile.env.jupyter), connected)
+
+
+def port_open(port: int | None) -> bool:
+    """Something listens on 127.0.0.1:``port`` (a tunnel that is up)."""
+    import socket
+
+    if not port:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0

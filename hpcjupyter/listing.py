@@ -65,6 +65,40 @@ def refresh(show_all: bool, open_site: Callable[[str], Any], ui: Any) -> list[se
     return shown
 
 
+def prune_ended() -> list[sessions.Session]:
+    """Forget every ended or failed session (the jobs are gone; their records only remain)."""
+    gone = [s for s in sessions.all_sessions() if not s.state.live]
+    for session in gone:
+        sessions.remove(session)
+    return gone
+
+
+def detail(session: sessions.Session) -> str:
+    """The URL only while a tunnel is known to be up; else the time left of a running job; else why."""
+    from hpcjupyter.jobs import port_open
+
+    if session.url and port_open(session.local_port):
+        return session.url
+    if session.state is SessionState.RUNNING:
+        left = time_left(session)
+        if left:
+            return left + (" (not connected)" if session.url or session.local_port else "")
+    return session.reason or ""
+
+
+def time_left(session: sessions.Session) -> str:
+    """'1h02m left' from the last status the scheduler gave (limit - used - time since)."""
+    from hpcjupyter.connecting import seconds_of
+    from hpcjupyter.wait import duration
+
+    limit = seconds_of(session.extra.get("time_limit", ""))
+    used = seconds_of(session.extra.get("time_used", ""))
+    if limit is None or used is None or not limit:
+        return ""
+    left = limit - used - sessions.age(session.extra.get("time_read", ""))
+    return f"{duration(max(left, 0))} left"
+
+
 def rows(found: list[sessions.Session]) -> list[str]:
     """A plain table: one line per session."""
     header = ("JOB ID", "SITE", "STATE", "NODE", "SUBMITTED", "DETAIL")
@@ -75,7 +109,7 @@ def rows(found: list[sessions.Session]) -> list[str]:
             s.state,
             s.node or "-",
             s.submitted_at[:16].replace("T", " "),
-            s.url or s.reason or "",
+            detail(s),
         )
         for s in found
     ]

@@ -91,7 +91,11 @@ class ProfileSet:
     @classmethod
     def discover(cls) -> ProfileSet:
         config_path = paths.config_file()
-        config = load_user_config(config_path)
+        return cls.discover_with(load_user_config(config_path), config_path)
+
+    @classmethod
+    def discover_with(cls, config: UserConfig, config_path: Path) -> ProfileSet:
+        """The profile directories for ``config`` (read from ``config_path``), with warnings."""
         dirs = [paths.builtin_profiles_dir()]
         env_path = os.environ.get("HPCJUPYTER_PROFILE_PATH", "")
         dirs += [Path(p).expanduser() for p in env_path.split(os.pathsep) if p]
@@ -104,7 +108,41 @@ class ProfileSet:
                     f"warning: profile directory {directory} is writable by group or others; "
                     "anyone who can write there can change where your jobs run (chmod go-w)."
                 )
+        found.warnings += [f"warning: {text}" for text in found.config_problems()]
         return found
+
+    def config_problems(self) -> list[str]:
+        """Personal tables (and default_site) in the config naming no known site: likely typos."""
+        known = self.names()
+        problems = []
+        for name in self.config.sites:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                problems.append(
+                    f"{self.config_path}: [sites.{name}]: no site '{name}'"
+                    + (f"; did you mean '{close[0]}'?" if close else f" (known sites: {', '.join(known)}).")
+                )
+        chosen = self.config.default_site
+        if chosen and chosen not in known:
+            close = difflib.get_close_matches(chosen, known, n=1)
+            problems.append(
+                f"{self.config_path}: default_site: no site '{chosen}'"
+                + (f"; did you mean '{close[0]}'?" if close else f" (known sites: {', '.join(known)}).")
+            )
+        return problems
+
+    def layer_label(self, source: str) -> str:
+        """Where a value came from, in words: built-in, group NAME, personal, config, default."""
+        if source in ("default", "site name"):
+            return source
+        if source.startswith(str(self.config_path)):
+            return "config"
+        path = Path(source)
+        if path.parent == paths.builtin_profiles_dir():
+            return "built-in"
+        if path.parent == paths.user_profiles_dir():
+            return "personal"
+        return f"group {path.parent.name}"
 
     def names(self) -> list[str]:
         """Every site name defined anywhere on the search path, sorted."""
@@ -131,7 +169,7 @@ class ProfileSet:
                     )
             merge(raw, self.config.sites[name], table, origins)
         raw["name"] = name
-        origins.setdefault("name", "site name")
+        origins["name"] = "site name"  # always the file's name, whatever a file says
         profile = validate(raw, origins, str(self.files_for(name)[-1]))
         _fill_defaults(profile, origins)
         return profile, origins
@@ -192,7 +230,7 @@ def unknown_site(name: str, known: Iterable[str], referrer: Any = None) -> Profi
     hint = f"Did you mean '{close[0]}'? " if close else ""
     return ProfileError(
         f"{where}no site profile named '{name}'. Known sites: {', '.join(known) or '(none)'}.",
-        hint + "Run 'hpcjupyter sites list' to see them with their files.",
+        hint + "Run 'hpcjupyter sites list' to see them ('sites list --json' shows their files).",
     )
 
 
@@ -214,12 +252,43 @@ def validate(raw: dict[str, Any], origins: Origins, fallback: str = "profile") -
     try:
         profile = Profile.model_validate(raw)
     except ValidationError as exc:
-        raise _explain(exc, Profile, origins, fallback) from None
+        error = _explain(exc, Profile, origins, fallback)
+        # Report every problem at once: the rules that span keys too, on the profile without the bad keys.
+        bad = {tuple(str(p) for p in err["loc"]) for err in exc.errors()}
+        try:
+            # a scheduler stands in for a bad one, so the rules for a remote site still run
+            rest = semantic_problems(Profile.model_validate({"scheduler": "slurm", **_without(raw, bad)}))
+        except ValidationError:
+            rest = []
+        reported = {".".join(b) for b in bad}
+        more = [_problem_line(origins, k, t, fallback) for k, t in rest if k not in reported]
+        raise ProfileError("\n".join([error.message, *more]), error.hint) from None
     problems = semantic_problems(profile)
     if problems:
-        lines = [f"{_source(origins, key, fallback)}: {text}" for key, text in problems]
+        lines = [_problem_line(origins, key, text, fallback) for key, text in problems]
         raise ProfileError("\n".join(lines), "Fix the profile, then check it with 'hpcjupyter sites check'.")
     return profile
+
+
+def _problem_line(origins: Origins, key: str, text: str, fallback: str) -> str:
+    """One rule's problem, naming the file; a required key that is there but empty is called empty."""
+    if text.startswith(f"required key '{key}' is missing") and key in origins:
+        text = f"key '{key}' is empty" + text.split("is missing", 1)[1]
+    return f"{_source(origins, key, fallback)}: {text}"
+
+
+def _without(raw: dict[str, Any], locs: set[tuple[str, ...]]) -> dict[str, Any]:
+    """``raw`` without the keys at ``locs`` (so the rest can be validated on its own)."""
+    copy = _copy(raw)
+    for loc in locs:
+        node = copy
+        for part in loc[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict) and loc:
+            node.pop(loc[-1], None)
+    return copy
 
 
 def _explain(

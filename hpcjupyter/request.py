@@ -127,7 +127,7 @@ def build_request(profile: Profile, flags: dict[str, Any], session_id: str | Non
         ask_cpus=all(rule.cpus for _, rule in rules),
         exclusive=any(rule.exclusive for _, rule in rules),
     )
-    check_request(profile, request)
+    check_request(profile, request, hours_by_default="hours" not in given)
     return request
 
 
@@ -150,9 +150,10 @@ def _number(key: str, value: Any, kind: Callable[[Any], T]) -> T:
         raise RequestError(f"--{key} must be a number (got {value!r}).") from None
 
 
-def check_request(profile: Profile, request: Request) -> None:
-    """Refuse what the site would refuse, with the limit and where it comes from."""
-    _check_hours(profile, request)
+def check_request(profile: Profile, request: Request, hours_by_default: bool = False) -> None:
+    """Refuse what the site would refuse, with the limit and where it comes from. The effective
+    request is checked (a default over a limit is only an error when no --hours replaces it)."""
+    _check_hours(profile, request, hours_by_default)
     job = profile.job
     if request.cpus <= 0:
         raise RequestError(f"--cpus must be at least 1 (got {request.cpus}).")
@@ -335,7 +336,7 @@ def _gpu_hint(profile: Profile) -> str:
     return f"GPUs are on partition {', '.join(partitions)}: give {fix} with --gpus{others}, or drop --gpus."
 
 
-def _check_hours(profile: Profile, request: Request) -> None:
+def _check_hours(profile: Profile, request: Request, by_default: bool = False) -> None:
     """Walltime is positive, at least a minute, and within the qos's (or queue's) limit."""
     hours = request.hours
     if not math.isfinite(hours) or hours <= 0:
@@ -353,10 +354,17 @@ def _check_hours(profile: Profile, request: Request) -> None:
         else:
             where = f"site '{profile.name}'" + (f" ({kind} '{chosen}')" if chosen else "")
         key = "job.qos_max_hours" if chosen in job.qos_max_hours else "job.max_hours"
+        asked = f"the default walltime (job.hours = {hours:g})" if by_default else f"--hours {hours:g}"
         raise RequestError(
-            f"--hours {hours:g} is over the limit of {limit:g} h ({walltime(limit)}) for {where}"
-            f"{_source(profile, key)}.",
-            f"Ask for at most {limit:g} hours, or choose a {kind} that allows longer.",
+            f"{asked} is over the limit of {limit:g} h ({walltime(limit)}) for {where}{_source(profile, key)}.",
+            f"Ask for at most {limit:g} hours"
+            + (" with --hours, or set a lower job.hours in the profile" if by_default else "")
+            + f", or choose a {kind} that allows longer"
+            + (
+                " ('hpcjupyter sites show " + profile.name + " --origin --files' shows which file sets each)."
+                if by_default
+                else "."
+            ),
         )
 
 

@@ -12,7 +12,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -138,6 +138,10 @@ class SshSection(_Strict):
     )
 
 
+RULE_TABLES = ("partition_rules", "qos_rules", "queue_rules")
+"""The job tables of per-partition, per-qos and per-queue rules."""
+
+
 class PlacementRule(_Strict):
     """What a site allows with one partition, qos or queue (``[job.partition_rules.NAME]``,
     ``[job.qos_rules.NAME]``, ``[job.queue_rules.NAME]``). Checked before anything is submitted;
@@ -253,12 +257,27 @@ class Profile(_Strict):
         default_factory=dict, description="where the site documents a key's value, by dotted key (cited in errors)"
     )
 
+    def shown(self) -> dict[str, Any]:
+        """The profile as `sites show` and `sites init --from` print it: a rule table holds only
+        what it sets (its defaults would bury the rule under ``cpus = true`` lines)."""
+        data = self.model_dump(mode="json")
+        for table in RULE_TABLES:
+            data["job"][table] = {
+                name: rule.model_dump(mode="json", exclude_defaults=True)
+                for name, rule in getattr(self.job, table).items()
+            }
+        return data
+
 
 class UserConfig(_Strict):
     """The user's own config.toml: extra profile directories and personal per-site values."""
 
     profile_path: list[str] = Field(default_factory=list)
     sites: dict[str, dict[str, object]] = Field(default_factory=dict)
+    default_site: str | None = None
+    """The site used when a command is given no --site."""
+    notify: bool = True
+    """A bell and a desktop notification when a job that waited in the queue becomes ready."""
 
 
 # ---- rules that span keys -----------------------------------------------------------------
@@ -336,8 +355,6 @@ def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
         add("env.conda_env", "needs 'env.conda', the conda install prefix (e.g. \"~/miniforge3\").")
     if job.memory and not job.allow_memory:
         add("job.memory", "set, but 'job.allow_memory' is false: this site gives memory with the cores; remove it.")
-    if job.max_hours is not None and job.hours > job.max_hours:
-        add("job.hours", f"{job.hours:g} is over 'job.max_hours' ({job.max_hours:g}).")
     if job.max_cpus is not None and job.cpus > job.max_cpus:
         add("job.cpus", f"{job.cpus} is over 'job.max_cpus' ({job.max_cpus}).")
     if job.gpu_type and job.gpu_types and job.gpu_type not in job.gpu_types:
@@ -352,7 +369,7 @@ def semantic_problems(profile: Profile) -> list[tuple[str, str]]:
             "this site says never to use conda 'base' ('env.conda_env_required'); name an env of "
             'your own, e.g. conda create -n jupyter jupyterlab, then env.conda_env = "jupyter".',
         )
-    for table in ("partition_rules", "qos_rules", "queue_rules"):
+    for table in RULE_TABLES:
         for name, rule in getattr(job, table).items():
             if not SCHEDULER_NAME.match(name):
                 add(f"job.{table}", f"{name!r} is not a valid scheduler name (letters, digits and _ . , @ + -).")

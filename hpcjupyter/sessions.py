@@ -90,6 +90,9 @@ def record_status(session: Session, status: JobStatus) -> None:
         ended = status.state is JobState.ENDED
         saved.reason = (end_reason(status) if ended else status.reason) or saved.reason
         saved.node = status.node or saved.node
+        if status.time_limit or status.time_used:
+            # For `ls`: the time left is the limit less the time used, less the time since it was read.
+            saved.extra.update(time_limit=status.time_limit, time_used=status.time_used, time_read=stamp())
         if ended:
             saved.url = ""
             saved.ended_at = saved.ended_at or stamp()
@@ -163,3 +166,13 @@ def find(job_id: str, site: str | None = None) -> Session | None:
             "Say which with --site.",
         )
     return hits[0] if hits else None
+
+
+def remove(session: Session) -> None:
+    """Delete a record (and its lock file)."""
+    target = _path(session.site, session.session_id)
+    with locks.exclusive(target.with_suffix(".lock")):
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+    with contextlib.suppress(OSError):
+        target.with_suffix(".lock").unlink()

@@ -129,7 +129,7 @@ def write_starter(name: str, base: str | None = None, force: bool = False) -> Pa
     # With no --from, a name that exists elsewhere is layered over, never blanked out.
     layered = base is None and any(f != target for f in found.files_for(name))
     shown_site = base or (name if layered else None)
-    shown = found.load(shown_site, personal=False)[0].model_dump(mode="json") if shown_site else None
+    shown = found.load(shown_site, personal=False)[0].shown() if shown_site else None
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(starter_text(name, shown, base), encoding="utf-8")
     return target

@@ -53,6 +53,7 @@ def submit(site: Site, request: Request) -> sessions.Session:
         directory,
         script_path,
         *site.scheduler.submit_argv(script_path, request.job_name),
+        *site.scheduler.walltime_argv(request.walltime),
     ]
     result = site.run(argv, stdin=script)
     try:

@@ -6,8 +6,13 @@ ssh prompts are relayed through `hpcjupyter.remote.prompts.TerminalPrompter`, gi
 from __future__ import annotations
 
 import os
+import re
 import sys
+import time
 from typing import Any
+
+HEARTBEAT = 30.0
+"""Seconds between repeats of an unchanged progress line when stderr is not a terminal."""
 
 
 class UI:
@@ -18,13 +23,22 @@ class UI:
         self.verbose = verbose
         self.live = sys.stderr.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
         self._last = ""
+        self._shape = ""
+        self._printed = 0.0
         self._status: Any = None
 
     def status(self, line: str) -> None:
-        """Replace the live line (terminal) or print the line when it changed (pipe)."""
+        """Replace the live line (terminal); when piped, print a line when something other than the
+        counters changed (a new state, reason or node), and an unchanged one at most every 30 s."""
         if self.quiet or line == self._last:
             return
         self._last = line
+        if not self.live:
+            shape = re.sub(r"\d+", "#", line)
+            now = time.monotonic()
+            if shape == self._shape and now - self._printed < HEARTBEAT:
+                return
+            self._shape, self._printed = shape, now
         if self.live:
             if self._status is None:
                 from rich.console import Console

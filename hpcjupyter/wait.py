@@ -22,6 +22,8 @@ def describe(status: JobStatus, waited: float) -> str:
         parts[0] += f" ({status.native_state})"
     if status.reason and status.reason not in ("None", "(null)"):
         parts.append(f"reason {status.reason}")
+    if status.state is JobState.RUNNING:
+        parts.append("starting Jupyter")
     parts.append(f"waited {duration(waited)}")
     if status.state is JobState.PENDING and status.start_estimate and status.start_estimate not in ("N/A", "Unknown"):
         parts.append(f"estimated start {status.start_estimate}")

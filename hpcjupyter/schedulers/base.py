@@ -184,6 +184,11 @@ class Scheduler(abc.ABC):
     def submit_argv(self, script_path: str, job_name: str | None = None) -> list[str]:
         """Submit the script; ``job_name`` lets `find_by_name_query` recover an interrupted submit."""
 
+    def walltime_argv(self, walltime: str) -> list[str]:
+        """Arguments appended to `submit_argv` that tell the scheduler the walltime (HH:MM:SS); none
+        where the header template carries it as a directive."""
+        return []
+
     def parse_submit(self, result: Result) -> str:
         """The job id; a refused submission raises SchedulerError in the scheduler's own words.
 

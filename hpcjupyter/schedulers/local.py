@@ -50,6 +50,7 @@ def parse_status(result: Result, job_ids: Sequence[str] = ()) -> dict[str, JobSt
             reason=job.get("reason", ""),
             node=job.get("node", ""),
             time_used=job.get("time_used", ""),
+            time_limit=job.get("time_limit", ""),
             exit_status=code,
             name=job.get("name", ""),
             outcome=outcome(native, code) if state is JobState.ENDED else None,
@@ -75,6 +76,10 @@ class Local(Scheduler):
 
     def submit_argv(self, script_path: str, job_name: str | None = None) -> list[str]:
         return _localjob("submit", script_path, *(["--name", job_name] if job_name else []))
+
+    def walltime_argv(self, walltime: str) -> list[str]:
+        """The local script has no directive: localjob records the walltime and reports it as the limit."""
+        return ["--walltime", walltime]
 
     def status_queries(self, job_ids: Sequence[str]) -> list[Query]:
         return [Query(_localjob("status", *job_ids), parse_status, tuple(job_ids))]

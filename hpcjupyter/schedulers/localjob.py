@@ -1,6 +1,6 @@
 """Background "jobs" on this machine: the sbatch/squeue/scancel of the ``local`` scheduler.
 
-    python -m hpcjupyter.schedulers.localjob submit SCRIPT [--name NAME]   prints the job id
+    python -m hpcjupyter.schedulers.localjob submit SCRIPT [--name NAME] [--walltime HH:MM:SS]   prints the job id
     python -m hpcjupyter.schedulers.localjob status [--name NAME] [JOB_ID ...]   one JSON line per known job
     python -m hpcjupyter.schedulers.localjob cancel JOB_ID ...
 
@@ -48,7 +48,7 @@ def output_of(script: Path) -> Path:
     return script.with_name(script.name + ".out")
 
 
-def submit(script: Path, name: str) -> str:
+def submit(script: Path, name: str, walltime: str = "") -> str:
     """Start the wrapper detached and record it before printing the id, so status always finds it.
 
     Returns once the wrapper has started the script: a cancel from then on is recorded.
@@ -90,6 +90,7 @@ def submit(script: Path, name: str) -> str:
         "log": str(log),
         "node": socket.gethostname(),
         "started": time.time(),
+        "walltime": walltime,
     }
     _write(registry() / f"{job_id}.json", record)
     return job_id
@@ -143,6 +144,7 @@ def _describe(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
         "exit_status": "",
         "name": record["name"],
         "log": record["log"],
+        "time_limit": record.get("walltime", ""),
     }
     if ended is None and _alive(record["pid"]):
         line["time_used"] = _duration(time.time() - record["started"])
@@ -214,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = commands.add_parser("submit")
     p.add_argument("script", type=Path)
     p.add_argument("--name", default="")
+    p.add_argument("--walltime", default="", help="HH:MM:SS, reported as the time limit")
     p = commands.add_parser("status")
     p.add_argument("job_ids", nargs="*")
     p.add_argument("--name")
@@ -226,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("started", type=int)
     args = parser.parse_args(argv)
     if args.command == "submit":
-        print(submit(args.script, args.name))
+        print(submit(args.script, args.name, args.walltime))
     elif args.command == "status":
         for line in status(args.job_ids, args.name):
             print(json.dumps(line))

@@ -320,7 +320,7 @@ def test_show_origin_names_the_group_layer_and_the_personal_layer(sandbox: Sandb
     assert cli("add", str(group)).exit_code == 0
     with sandbox.config.open("a") as config:
         config.write('\n[sites.grp]\njob.account = "e123"\n')
-    result = cli("show", "grp", "--origin")
+    result = cli("show", "grp", "--origin", "--files")
     assert result.exit_code == 0, result.output
     line = {row.split("=")[0].strip(): row for row in result.output.splitlines() if "=" in row}
     assert str(group / "grp.toml") in line["qos"]

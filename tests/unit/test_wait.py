@@ -198,4 +198,4 @@ def test_describe_pending_with_reason_and_estimate() -> None:
 
 def test_describe_running_names_the_node_and_hides_null_reasons() -> None:
     status = JobStatus(job_id="7", state=JobState.RUNNING, native_state="RUNNING", reason="None", node="nid001015")
-    assert describe(status, 3) == "job 7: running, waited 3s, node nid001015"
+    assert describe(status, 3) == "job 7: running, starting Jupyter, waited 3s, node nid001015"
