@@ -140,10 +140,12 @@ class Waiter:
         self.clock = clock
         self.queries = 0
         self.failures = 0
+        self.last_query = -float("inf")
 
     def query(self) -> JobStatus:
         """One scheduler query; UNKNOWN on any failure, never 'ended'."""
         job_id = self.session.job_id or ""
+        self.last_query = self.clock.monotonic()
         try:
             status = self.site.status([job_id]).get(job_id)
         except RemoteError as exc:
@@ -201,7 +203,8 @@ class Waiter:
             )
         gave_up = protocol.GAVE_UP.search(log)
         if gave_up:
-            raise job_ended(self.site, self.session, why=gave_up.group(1), log=log)
+            stopped = self.how_stopped() if protocol.STOPPED in log else None
+            raise job_ended(self.site, self.session, stopped, why="" if stopped else gave_up.group(1), log=log)
         fallback = parse_jupyter_log(log)
         return Connection(endpoint=fallback, token=fallback.token) if fallback and fallback.token else None
 
@@ -249,6 +252,17 @@ class Waiter:
             connection = self.ready(max(0.0, min(until) - now))
             if connection is not None:
                 return connection
+
+    def how_stopped(self) -> JobStatus | None:
+        """The scheduler's word on a job whose script was stopped by a signal (cancelled, out of
+        time, preempted: only the scheduler knows which). One query, no sooner than the site's
+        ``poll_seconds`` after the previous one; None while the scheduler has not ended it yet."""
+        wait = self.last_query + self.site.profile.env.poll_seconds - self.clock.monotonic()
+        if wait > 0:
+            self.ui.status(f"job {self.session.job_id} was stopped; asking the scheduler how (in {wait:.0f} s)")
+            self.clock.sleep(wait)
+        status = self.query()
+        return status if status.state is JobState.ENDED else None
 
     def check_can_start(self, status: JobStatus) -> None:
         """Stop at once when the scheduler says the job can never start as asked."""

@@ -27,6 +27,8 @@ alone finds a job whose submit was interrupted, or one submitted from another ma
 SAY = "hpcjupyter: "
 """Prefix of the script's own log lines."""
 ENDED = "job script ended with status"
+STOPPED = "stop requested, shutting Jupyter down"
+"""Logged when the script gets SIGTERM (scancel, qdel, walltime, preemption)."""
 NOT_READY = "jupyter exited with status {status} before it was ready"
 PRIVATE_MODE = "-rw-------"
 """The only mode ``connection.json`` may have (as ``ls -l`` shows it): anything else leaks the token."""
@@ -68,6 +70,7 @@ def template_values() -> dict[str, str]:
         "marker": MARKER,
         "say": SAY,
         "ended": ENDED,
+        "stopped": STOPPED,
         "not_ready": NOT_READY.format(status="$HPCJ_RC"),
     }
 

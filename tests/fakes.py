@@ -19,3 +19,16 @@ class FakePrompter:
 
     def info(self, text: str) -> None:
         self.shown.append(text)
+
+
+class FakeClock:
+    """Time that passes only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds

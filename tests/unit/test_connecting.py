@@ -1,6 +1,7 @@
 """Pure helpers of connect and ls: scheduler times, end reasons, the ls table, recovery of lost submits."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,41 @@ def test_connecting_to_a_cancelled_job_says_so_without_the_jupyter_log() -> None
     error = job_ended(site, session, ended)  # type: ignore[arg-type]
     assert str(error).startswith("job 7 on tb was cancelled: cancelled (CANCELLED, CANCELLED by 1000).")
     assert "ServerApp" not in str(error) and "hpcjupyter submit --site tb" in str(error)
+
+
+def test_a_script_stopped_by_a_signal_is_explained_by_the_scheduler(mocker) -> None:  # type: ignore[no-untyped-def]
+    """scancel/qdel while Jupyter starts: the log says the script was stopped; the scheduler (asked
+    once, no sooner than poll_seconds after the last query) says it was cancelled."""
+    from fakes import FakeClock
+
+    from hpcjupyter.connecting import Waiter
+    from hpcjupyter.errors import JobEndedError
+    from hpcjupyter.ui import UI
+
+    mocker.patch("hpcjupyter.connecting.sessions.record_status")
+    log = "hpcjupyter: stop requested, shutting Jupyter down\nhpcjupyter: job script ended with status 143\n"
+    site = PeekSite("", "", log)
+    site.profile = SimpleNamespace(env=SimpleNamespace(poll_seconds=60))  # type: ignore[attr-defined]
+    asked: list[float] = []
+    clock = FakeClock()
+
+    def status(job_ids: list[str]) -> dict[str, JobStatus]:
+        asked.append(clock.now)
+        return {"7": JobStatus("7", JobState.ENDED, native_state="CANCELLED", outcome=Outcome.CANCELLED)}
+
+    site.status = status  # type: ignore[attr-defined]
+    session = sessions.Session(site="tb", session_id="s", job_dir="/j", job_name="hpcj-s", submitted_at="", job_id="7")
+    waiter = Waiter(site, session, UI(quiet=True), timeout=None, clock=clock)  # type: ignore[arg-type]
+    waiter.query()
+    clock.sleep(10)
+    with pytest.raises(JobEndedError, match="job 7 on tb was cancelled"):
+        waiter.ready()
+    assert asked == [1000.0, 1060.0]  # the site's pace holds even for this question
+
+
+def test_a_script_that_failed_by_itself_is_reported_at_once() -> None:
+    from hpcjupyter.errors import JobEndedError
+
+    log = "hpcjupyter: module load x failed\nhpcjupyter: job script ended with status 6\n"
+    with pytest.raises(JobEndedError, match="job script ended with status 6"):
+        waiter_for(PeekSite("", "", log)).ready()  # no scheduler query: the log says it all

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fakes import FakeClock
 
 from hpcjupyter import protocol
 from hpcjupyter.connecting import Connection, Waiter, keep_alive
@@ -14,19 +15,6 @@ from hpcjupyter.schedulers import get_scheduler
 from hpcjupyter.schedulers.base import JobState, JobStatus
 from hpcjupyter.ui import UI
 from hpcjupyter.wait import describe, duration
-
-
-class FakeClock:
-    """Time that passes only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class QueuedSite:
