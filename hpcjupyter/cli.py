@@ -23,6 +23,7 @@ from hpcjupyter.cli_common import (
     open_site_for,
     print_json,
     profiles,
+    request_flags,
 )
 from hpcjupyter.cli_doctor import doctor
 from hpcjupyter.cli_sites import sites_app
@@ -149,7 +150,6 @@ def submit(
 
     Example: hpcjupyter submit --site archer2 --hours 1:30 --account e123 --dry-run
     """
-    from hpcjupyter.hours import parse_hours
     from hpcjupyter.render import job_dir, render
     from hpcjupyter.request import build_request
 
@@ -176,18 +176,7 @@ def submit(
                 + " to 'hpcjupyter connect' later).",
             )
     site = default_site(site)
-    flags = dict(
-        hours=parse_hours(hours) if hours is not None else None,
-        cpus=cpus,
-        memory=memory,
-        gpus=gpus,
-        account=account,
-        partition=partition,
-        qos=qos,
-        queue=queue,
-        conda_env=conda_env,
-        workdir=workdir,
-    )
+    flags = request_flags(locals())
     profile, _ = profiles().load(site)
     request = build_request(profile, flags)
     ui = make_ui(ctx)

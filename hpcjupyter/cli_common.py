@@ -7,7 +7,7 @@ import inspect
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
@@ -196,3 +196,17 @@ def default_site(given: str | None) -> str:
         "Give --site NAME (see 'hpcjupyter sites list'), or set a default once: "
         "'hpcjupyter config set default_site NAME' (or HPCJUPYTER_SITE=NAME).",
     )
+
+
+REQUEST_FLAGS = ("hours", "cpus", "memory", "gpus", "account", "partition", "qos", "queue", "conda_env", "workdir")
+"""The options a request is built from; `submit` and `doctor` take the same ones."""
+
+
+def request_flags(given: Mapping[str, Any]) -> dict[str, Any]:
+    """A command's request options (its ``locals()``), with --hours read in any accepted format."""
+    from hpcjupyter.hours import parse_hours
+
+    flags = {key: given[key] for key in REQUEST_FLAGS}
+    if flags["hours"] is not None:
+        flags["hours"] = parse_hours(flags["hours"])
+    return flags

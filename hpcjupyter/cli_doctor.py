@@ -32,23 +32,11 @@ def doctor(
 
     Example: hpcjupyter doctor --site archer2 --account e123
     """
-    from hpcjupyter.cli_common import default_site, make_ui, open_site_for, print_json
+    from hpcjupyter.cli_common import default_site, make_ui, open_site_for, print_json, request_flags
     from hpcjupyter.doctor import CheckResult, Context, format_result, run_checks
-    from hpcjupyter.hours import parse_hours
 
     site = default_site(site)
-    flags = dict(
-        hours=parse_hours(hours) if hours is not None else None,
-        cpus=cpus,
-        memory=memory,
-        gpus=gpus,
-        account=account,
-        partition=partition,
-        qos=qos,
-        queue=queue,
-        conda_env=conda_env,
-        workdir=workdir,
-    )
+    flags = request_flags(locals())
 
     ui = make_ui(ctx)
     results: list[CheckResult] = []
