@@ -477,6 +477,8 @@ def test_real_jupyterlab_started_by_the_local_script(sandbox: Sandbox, started: 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url, timeout=60)
     assert refused.value.code == 403
+    # The marker line follows connection.json (written first, atomically): wait for it.
+    wait_for(lambda: "HPCJUPYTER_READY" in (directory / "job.log").read_text(), 30, "the ready marker")
     log = (directory / "job.log").read_text()
     assert data["token"] not in log and log.count("HPCJUPYTER_READY") == 1, log
     proc.send_signal(signal.SIGTERM)
