@@ -147,11 +147,11 @@ def job_url(site: Site, session: sessions.Session) -> JobUrl:
         )
     endpoint = parse_connection_file(text, path)
     if site.is_local:
-        relayed = session.local_port if session.url and port_open(session.local_port) else None
+        relayed = session.local_port if session.url and listening(session.local_port) else None
         port, connected = relayed or endpoint.port, True
     else:
         port = session.local_port or 0
-        connected = bool(session.url) and port_open(port)
+        connected = bool(session.url) and listening(port)
         if not port:
             raise HpcJupyterError(
                 f"job {session.job_id} has never been connected from this machine, so it has no local port.",
@@ -160,12 +160,8 @@ def job_url(site: Site, session: sessions.Session) -> JobUrl:
     return JobUrl(browser_url(port, endpoint.base_url, endpoint.token or "", site.profile.env.jupyter), connected)
 
 
-def port_open(port: int | None) -> bool:
-    """Something listens on 127.0.0.1:``port`` (a tunnel that is up)."""
-    import socket
+def listening(port: int | None) -> bool:
+    """Something answers on 127.0.0.1:``port`` (a recorded tunnel that is still up)."""
+    from hpcjupyter.tunnel import port_open
 
-    if not port:
-        return False
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+    return port is not None and port_open(port)

@@ -75,9 +75,9 @@ def prune_ended() -> list[sessions.Session]:
 
 def detail(session: sessions.Session) -> str:
     """The URL only while a tunnel is known to be up; else the time left of a running job; else why."""
-    from hpcjupyter.jobs import port_open
+    from hpcjupyter.jobs import listening
 
-    if session.url and port_open(session.local_port):
+    if session.url and listening(session.local_port):
         return session.url
     if session.state is SessionState.RUNNING:
         left = time_left(session)
