@@ -104,9 +104,9 @@ def raw_tunnel(bench: Any, port: int) -> int:
 
 def our_tunnel(bench: Any, transport: str, port: int) -> int:
     """hpcjupyter's own tunnel to node1:PORT, as `connect` opens it for Jupyter."""
-    from hpcjupyter.remote.base import SshTarget
-    from hpcjupyter.remote.fabric_remote import FabricRemote
-    from hpcjupyter.remote.openssh import OpensshRemote
+    from hpcjupyter.transports.base import SshTarget
+    from hpcjupyter.transports.fabric_remote import FabricRemote
+    from hpcjupyter.transports.openssh import OpensshRemote
     from hpcjupyter.tunnel import free_local_port
 
     target = SshTarget(site=f"bench-{transport}", host=bench.tb.login_alias, config=str(bench.ssh_config),

@@ -139,9 +139,9 @@ def make_ui(ctx: typer.Context) -> UI:
 def open_site_for(name: str, ui: UI) -> Site:
     """The site's merged profile and scheduler adapter; ssh prompts go to this terminal.
     With -v the exact ssh command of the login is shown, so a failing login can be tried by hand."""
-    from hpcjupyter.remote.prompts import TerminalPrompter
     from hpcjupyter.schedulers import get_scheduler
     from hpcjupyter.site import Site
+    from hpcjupyter.transports.prompts import TerminalPrompter
 
     profile, origins = profiles().load(name)
     site = Site(
@@ -160,12 +160,12 @@ def _showing_login(ui: UI) -> Any:
     def factory(target: Any, prompter: Any) -> Any:
         import shlex
 
-        from hpcjupyter.remote import make_remote
+        from hpcjupyter.transports import make_remote
 
         remote = make_remote(target, prompter)
         control = getattr(remote, "control_path", None)
         if control is not None:
-            from hpcjupyter.remote.openssh import master_argv
+            from hpcjupyter.transports.openssh import master_argv
 
             argv = master_argv(target, control, ssh=getattr(remote, "ssh", "ssh"))
             ui.debug(f"{target.site}: login with: {shlex.join(argv)}")

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcjupyter.errors import HpcJupyterError
-from hpcjupyter.remote.base import Result
 from hpcjupyter.request import Request
 from hpcjupyter.schedulers.base import first_line
 from hpcjupyter.site import Site
+from hpcjupyter.transports.base import Result
 
 MARK = "HPCJ-DOCTOR: "
 """Prefix of the lines our remote scripts print, so login-shell chatter cannot be mistaken for them."""

@@ -109,7 +109,7 @@ def _schedulers() -> Iterable[str]:
 
 
 def _transports() -> Iterable[str]:
-    from hpcjupyter.remote import TRANSPORTS
+    from hpcjupyter.transports import TRANSPORTS
 
     return ["auto", *TRANSPORTS]
 

@@ -7,17 +7,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hpcjupyter.remote.base import Prompter, Remote, Result, SshTarget
 from hpcjupyter.schedulers import Scheduler, lookup
 from hpcjupyter.schedulers.base import JobStatus
 from hpcjupyter.schema import Profile
+from hpcjupyter.transports.base import Prompter, Remote, Result, SshTarget
 
 if TYPE_CHECKING:
     from hpcjupyter.ui import UI
 
 
 def _default_factory(target: SshTarget, prompter: Prompter | None) -> Remote:
-    from hpcjupyter.remote import make_remote
+    from hpcjupyter.transports import make_remote
 
     return make_remote(target, prompter)
 

@@ -1,6 +1,6 @@
 """Talking to the user: a live status line on a terminal, plain lines when piped or NO_COLOR.
 
-ssh prompts are relayed through `hpcjupyter.remote.prompts.TerminalPrompter`, given this UI.
+ssh prompts are relayed through `hpcjupyter.transports.prompts.TerminalPrompter`, given this UI.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcjupyter.errors import HpcJupyterError, SchedulerError
-from hpcjupyter.remote.base import Result, Runner
+from hpcjupyter.transports.base import Result, Runner
 
 if TYPE_CHECKING:
     from hpcjupyter.request import Request

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hpcjupyter import protocol
-from hpcjupyter.remote.base import Result
 from hpcjupyter.schedulers import localjob
 from hpcjupyter.schedulers.base import (
     JobState,
@@ -23,6 +22,7 @@ from hpcjupyter.schedulers.base import (
     lines,
     require_answer,
 )
+from hpcjupyter.transports.base import Result
 
 STATES: dict[str, JobState] = {
     localjob.RUNNING: JobState.RUNNING,

@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hpcjupyter.errors import HpcJupyterError
-from hpcjupyter.remote.base import Result
 from hpcjupyter.schedulers.base import (
     JobState,
     JobStatus,
@@ -22,6 +21,7 @@ from hpcjupyter.schedulers.base import (
     lines,
     require_answer,
 )
+from hpcjupyter.transports.base import Result
 
 if TYPE_CHECKING:
     from hpcjupyter.request import Request

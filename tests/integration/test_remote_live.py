@@ -29,7 +29,7 @@ import pytest
 from fakes import FakePrompter
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote import SshTarget, make_remote
+from hpcjupyter.transports import SshTarget, make_remote
 from hpcjupyter.tunnel import LOOPBACK, Tunnel, free_local_port, port_open
 
 SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(p)), None)
@@ -275,7 +275,7 @@ def test_openssh_one_login_serves_commands_files_and_other_processes(sshd: Sshd,
     again = make_remote(t, FakePrompter())  # a second Remote in this process
     assert again.connect() == 0 and again.run(["true"]).ok
     code = (
-        "from hpcjupyter.remote import make_remote, SshTarget;"
+        "from hpcjupyter.transports import make_remote, SshTarget;"
         f"r = make_remote(SshTarget(site={t.site!r}, host={t.host!r}, config={t.config!r}, transport='openssh'));"
         "print(r.connect(), r.run(['echo', 'other process']).stdout.strip())"
     )

@@ -10,7 +10,7 @@ from hpcjupyter import sessions
 from hpcjupyter.connecting import seconds_of, time_left
 from hpcjupyter.wait import end_reason
 from hpcjupyter.listing import refresh, rows
-from hpcjupyter.remote.base import Result
+from hpcjupyter.transports.base import Result
 from hpcjupyter.protocol import PEEK_SEPARATOR
 from hpcjupyter.schedulers import get_scheduler
 from hpcjupyter.schedulers.base import JobState, JobStatus, Outcome, Query

@@ -22,7 +22,7 @@ from hpcjupyter.schedulers import slurm
 from hpcjupyter.cli_doctor import doctor as doctor_command
 from hpcjupyter.doctor import CheckResult, Context, run_checks
 from hpcjupyter.errors import ProfileError
-from hpcjupyter.remote.base import Result, unreachable_error
+from hpcjupyter.transports.base import Result, unreachable_error
 from hpcjupyter.schedulers import get_scheduler
 from hpcjupyter.schema import Profile
 from hpcjupyter.site import Site
@@ -83,7 +83,7 @@ def profile(**tables: Any) -> Profile:
 
 
 def diagnose(prof: Profile, login: FakeLogin, mocker: Any) -> list[CheckResult]:
-    mocker.patch("hpcjupyter.remote.make_remote", return_value=login)
+    mocker.patch("hpcjupyter.transports.make_remote", return_value=login)
     site = Site(profile=prof, origins={}, scheduler=get_scheduler(prof.scheduler))
     results: list[CheckResult] = []
     run_checks(Context(prof.name, lambda name: site), results.append)

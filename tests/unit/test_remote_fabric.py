@@ -17,7 +17,7 @@ from paramiko.ssh_exception import (
 )
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote import fabric_remote as fr
+from hpcjupyter.transports import fabric_remote as fr
 
 
 class FakeTransport:
@@ -198,7 +198,7 @@ def test_missing_config_file_is_clear() -> None:
 
 
 def test_fabric_unknown_shape_fails_before_any_login(mocker) -> None:  # type: ignore[no-untyped-def]
-    from hpcjupyter.remote.base import SshTarget
+    from hpcjupyter.transports.base import SshTarget
 
     remote = fr.FabricRemote(SshTarget(site="s", host="h", transport="fabric"), FakePrompter())
     connect = mocker.patch.object(fr.FabricRemote, "connect")
@@ -217,8 +217,8 @@ def test_fabric_path_imports_nothing_posix_only() -> None:
     code = (
         "import sys\n"
         "for m in ('fcntl', 'termios', 'pty', 'tty', 'resource', 'pwd', 'grp'): sys.modules[m] = None\n"
-        "import hpcjupyter.remote, hpcjupyter.remote.fabric_remote, hpcjupyter.remote.prompts\n"
-        "import hpcjupyter.remote.local, hpcjupyter.tunnel, hpcjupyter.locks\n"
+        "import hpcjupyter.transports, hpcjupyter.transports.fabric_remote, hpcjupyter.transports.prompts\n"
+        "import hpcjupyter.transports.local, hpcjupyter.tunnel, hpcjupyter.locks\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

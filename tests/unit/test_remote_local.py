@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote import choose_transport, make_remote
-from hpcjupyter.remote.base import READ_MISSING, Result, SshTarget, interpret_read, read_file_argv, write_file_argv
-from hpcjupyter.remote.local import LocalRemote
+from hpcjupyter.transports import choose_transport, make_remote
+from hpcjupyter.transports.base import READ_MISSING, Result, SshTarget, interpret_read, read_file_argv, write_file_argv
+from hpcjupyter.transports.local import LocalRemote
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_make_remote_picks_by_transport(mocker) -> None:  # type: ignore[no-unty
 
 
 def test_auto_without_ssh_gives_fabric(mocker) -> None:  # type: ignore[no-untyped-def]
-    from hpcjupyter.remote.fabric_remote import FabricRemote
+    from hpcjupyter.transports.fabric_remote import FabricRemote
 
     mocker.patch("shutil.which", return_value=None)
     assert isinstance(make_remote(SshTarget(site="s", host="h")), FabricRemote)
@@ -110,7 +110,7 @@ def test_importing_remote_stays_light() -> None:
     import sys
 
     code = (
-        "import sys, hpcjupyter.remote, hpcjupyter.remote.openssh, hpcjupyter.remote.fabric_remote, hpcjupyter.tunnel;"
+        "import sys, hpcjupyter.transports, hpcjupyter.transports.openssh, hpcjupyter.transports.fabric_remote, hpcjupyter.tunnel;"
         "print([m for m in ('paramiko', 'fabric', 'pexpect', 'invoke') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

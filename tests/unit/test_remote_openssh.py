@@ -8,9 +8,9 @@ import shlex
 import pytest
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote import openssh
-from hpcjupyter.remote.base import Result, SshTarget
-from hpcjupyter.remote.openssh import (
+from hpcjupyter.transports import openssh
+from hpcjupyter.transports.base import Result, SshTarget
+from hpcjupyter.transports.openssh import (
     SOCKET_PATH_BUDGET,
     OpensshRemote,
     base_argv,
@@ -22,7 +22,7 @@ from hpcjupyter.remote.openssh import (
     parse_master_pid,
     run_argv,
 )
-from hpcjupyter.remote.openssh_tunnels import forward_argv, jump_argv, proxy_command
+from hpcjupyter.transports.openssh_tunnels import forward_argv, jump_argv, proxy_command
 
 T = SshTarget(site="archer2", host="login.archer2.ac.uk", user="jdoe", port=2222, config="/etc/hpcj/ssh_config")
 PLAIN = SshTarget(site="cirrus", host="cirrus")
@@ -379,7 +379,7 @@ def test_proxy_command_escapes_percent() -> None:
 def test_master_forward_adds_and_cancels_through_the_master(remote: OpensshRemote, mocker) -> None:  # type: ignore[no-untyped-def]
     import socket
 
-    from hpcjupyter.remote.openssh_tunnels import MasterForward
+    from hpcjupyter.transports.openssh_tunnels import MasterForward
 
     mocker.patch.object(OpensshRemote, "connect", return_value=0)
     mocker.patch.object(OpensshRemote, "master_alive", return_value=True)

@@ -12,7 +12,7 @@ import pytest
 from fakes import FakePrompter
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.prompts import (
+from hpcjupyter.transports.prompts import (
     TerminalPrompter,
     guess_secret,
     normalize,

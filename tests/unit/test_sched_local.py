@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import pytest
 
 from hpcjupyter.errors import SchedulerError
-from hpcjupyter.remote.base import Result
+from hpcjupyter.transports.base import Result
 from hpcjupyter.schedulers import NOT_KNOWN, JobState, JobStatus, lookup
 from hpcjupyter.schedulers.base import QueryFailed
 from hpcjupyter.schedulers.local import Local, parse_status

@@ -8,7 +8,7 @@ from typing import Sequence
 import pytest
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.base import Result
+from hpcjupyter.transports.base import Result
 from hpcjupyter.schedulers import NOT_KNOWN, JobState, get_scheduler, lookup
 from hpcjupyter.schedulers.local import Local
 from hpcjupyter.schedulers.pbs import PBS

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hpcjupyter.errors import SchedulerError
-from hpcjupyter.remote.base import Result
+from hpcjupyter.transports.base import Result
 from hpcjupyter.schedulers.base import JobState, Outcome, QueryFailed, classify
 from hpcjupyter.schedulers.slurm import (
     SACCT_FIELDS,

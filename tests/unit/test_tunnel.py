@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.local import LocalRemote
+from hpcjupyter.transports.local import LocalRemote
 from hpcjupyter.tunnel import LOOPBACK, Relay, free_local_port, local_spec, port_open
 
 

@@ -10,7 +10,7 @@ from hpcjupyter import protocol
 from hpcjupyter.connecting import Connection, Waiter, keep_alive
 from hpcjupyter.discover import Endpoint
 from hpcjupyter.errors import HpcJupyterError
-from hpcjupyter.remote.base import Result
+from hpcjupyter.transports.base import Result
 from hpcjupyter.schedulers import get_scheduler
 from hpcjupyter.schedulers.base import JobState, JobStatus
 from hpcjupyter.ui import UI

@@ -10,12 +10,12 @@ import os
 import shutil
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.base import Prompter, Remote, Result, Runner, SshTarget
+from hpcjupyter.transports.base import Prompter, Remote, Result, Runner, SshTarget
 
 TRANSPORTS: dict[str, str] = {
-    "openssh": "hpcjupyter.remote.openssh:OpensshRemote",
-    "fabric": "hpcjupyter.remote.fabric_remote:FabricRemote",
-    "local": "hpcjupyter.remote.local:LocalRemote",
+    "openssh": "hpcjupyter.transports.openssh:OpensshRemote",
+    "fabric": "hpcjupyter.transports.fabric_remote:FabricRemote",
+    "local": "hpcjupyter.transports.local:LocalRemote",
 }
 """Every transport by name: ``module:class``. A new transport is a module and one line here."""
 

@@ -20,12 +20,12 @@ import shlex
 import threading
 from typing import TYPE_CHECKING, Any
 
-from hpcjupyter.remote.base import CONNECT_TIMEOUT, SshTarget
-from hpcjupyter.remote.openssh import base_argv, classify_ssh_error, control_argv, mux_argv
+from hpcjupyter.transports.base import CONNECT_TIMEOUT, SshTarget
+from hpcjupyter.transports.openssh import base_argv, classify_ssh_error, control_argv, mux_argv
 from hpcjupyter.tunnel import LOOPBACK, Tunnel, bindable, forward_failed, local_spec, port_open, wait_listening
 
 if TYPE_CHECKING:
-    from hpcjupyter.remote.openssh import OpensshRemote
+    from hpcjupyter.transports.openssh import OpensshRemote
 
 KEEPALIVE = 15
 """ServerAliveInterval of the jump connection: a dead path is noticed within ~45 s."""
@@ -141,7 +141,7 @@ class JumpProcess(Tunnel):
     def open(self) -> None:
         import pexpect
 
-        from hpcjupyter.remote.prompts import relay_prompts
+        from hpcjupyter.transports.prompts import relay_prompts
 
         if not bindable(self.local_port):  # else "ready" below would see the other listener
             raise forward_failed(self.local_port, "in use")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.base import (
+from hpcjupyter.transports.base import (
     CONNECT_TIMEOUT,
     Prompter,
     Result,
@@ -314,7 +314,7 @@ class FabricRemote:
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, target: SshTarget, prompter: Prompter | None = None) -> None:
-        from hpcjupyter.remote.prompts import TerminalPrompter
+        from hpcjupyter.transports.prompts import TerminalPrompter
 
         self.target = target
         self.prompter: Prompter = prompter or TerminalPrompter()

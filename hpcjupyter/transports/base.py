@@ -72,7 +72,7 @@ class SshTarget:
     transport: str = "auto"
 
     def __post_init__(self) -> None:
-        from hpcjupyter.remote import TRANSPORTS
+        from hpcjupyter.transports import TRANSPORTS
 
         if self.transport != "auto" and self.transport not in TRANSPORTS:
             raise RemoteError(

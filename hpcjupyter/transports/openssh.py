@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.locks import exclusive
-from hpcjupyter.remote.base import (
+from hpcjupyter.transports.base import (
     CONNECT_TIMEOUT,
     Prompter,
     Result,
@@ -254,7 +254,7 @@ class OpensshRemote:
         ssh: str | None = None,
         control_dir: Path | None = None,
     ) -> None:
-        from hpcjupyter.remote.prompts import TerminalPrompter
+        from hpcjupyter.transports.prompts import TerminalPrompter
 
         self.target = target
         self.prompter: Prompter = prompter or TerminalPrompter()
@@ -296,7 +296,7 @@ class OpensshRemote:
     def _open_master(self) -> int:
         import pexpect
 
-        from hpcjupyter.remote.prompts import relay_prompts
+        from hpcjupyter.transports.prompts import relay_prompts
 
         argv = master_argv(self.target, self.control_path, ssh=self.ssh)
         try:
@@ -355,7 +355,7 @@ class OpensshRemote:
     def open_tunnel(self, shape: str, node: str, remote_port: int, local_port: int) -> Tunnel:
         """``forward``: a forward added to the master; ``jump``: an ssh to the node hopping
         through the master. Neither logs in to the login node again."""
-        from hpcjupyter.remote.openssh_tunnels import JumpProcess, MasterForward
+        from hpcjupyter.transports.openssh_tunnels import JumpProcess, MasterForward
 
         kind = MasterForward if check_shape(shape) == "forward" else JumpProcess
         tunnel = kind(self, node, remote_port, local_port)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.base import Prompter
+from hpcjupyter.transports.base import Prompter
 
 QUIET = 0.3
 """Seconds of silence after a partial line before it is taken as a prompt."""

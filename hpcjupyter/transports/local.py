@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hpcjupyter.errors import RemoteError
-from hpcjupyter.remote.base import CONNECT_TIMEOUT, Prompter, Result, SshTarget, check_shape, run_process
+from hpcjupyter.transports.base import CONNECT_TIMEOUT, Prompter, Result, SshTarget, check_shape, run_process
 from hpcjupyter.tunnel import LOOPBACK, Relay
 
 
