@@ -212,6 +212,16 @@ def test_connect_timeout_gives_up_and_leaves_the_job_queued(cli: Cli, testbed: A
 # ---- --cancel-on-exit: Ctrl-C cancels ---------------------------------------------------------
 
 
+def ctrl_c_cancels(connect: Output, testbed: Any, job: str) -> None:
+    """Ctrl-C to a `connect --cancel-on-exit`: it exits 0, says so, and the scheduler cancels the job."""
+    connect.process.send_signal(signal.SIGINT)
+    code = connect.finish(60)
+    assert code == 0, connect.stderr
+    assert f"disconnected and cancelled job {job} on {SITE}" in connect.stderr, connect.stderr
+    assert "Traceback" not in connect.stderr
+    wait_until(lambda: native_state(testbed, "slurm", job) == "CANCELLED", 60, "the job to be cancelled")
+
+
 def test_cancel_on_exit_ctrl_c_while_waiting_cancels_the_job(cli: Cli, testbed: Any, cleanup: list) -> None:
     install(cli, testbed, **held(testbed, "slurm"))
     job = submit(cli)
@@ -219,14 +229,9 @@ def test_cancel_on_exit_ctrl_c_while_waiting_cancels_the_job(cli: Cli, testbed: 
     connect = start(cli, "connect", job, "--cancel-on-exit", "--no-browser")
     try:
         connect.wait_for(rf"job {re.escape(job)}: pending", 60)  # waiting: the first query answered
-        connect.process.send_signal(signal.SIGINT)
-        code = connect.finish(60)
+        ctrl_c_cancels(connect, testbed, job)
     finally:
         connect.stop()
-    assert code == 0, connect.stderr
-    assert f"disconnected and cancelled job {job} on {SITE}" in connect.stderr, connect.stderr
-    assert "Traceback" not in connect.stderr
-    wait_until(lambda: native_state(testbed, "slurm", job) == "CANCELLED", 60, "the job to be cancelled")
 
 
 def test_cancel_on_exit_ctrl_c_while_connected_cancels_the_job(cli: Cli, testbed: Any, cleanup: list) -> None:
@@ -238,14 +243,9 @@ def test_cancel_on_exit_ctrl_c_while_connected_cancels_the_job(cli: Cli, testbed
         url = connect.wait_for(r"^http://127\.0\.0\.1:\S+", 180, stream="out").group(0)
         port, token = port_and_token(url)
         assert api_status(port, "/", token) == 200
-        connect.process.send_signal(signal.SIGINT)
-        code = connect.finish(60)
+        ctrl_c_cancels(connect, testbed, job)
     finally:
         connect.stop()
-    assert code == 0, connect.stderr
-    assert f"disconnected and cancelled job {job} on {SITE}" in connect.stderr, connect.stderr
-    assert "Traceback" not in connect.stderr
-    wait_until(lambda: native_state(testbed, "slurm", job) == "CANCELLED", 60, "the job to be cancelled")
     assert api_status(port, "/", token, timeout=2.0) != 200, "the tunnel is closed"
 
 
