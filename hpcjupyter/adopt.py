@@ -10,21 +10,13 @@ from hpcjupyter import protocol, sessions
 from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.render import job_dir
 from hpcjupyter.request import build_request
-from hpcjupyter.schedulers.base import JobState
 from hpcjupyter.site import Site
 from hpcjupyter.submitting import remote_user
 
 
 def adopt(site: Site, job_id: str) -> sessions.Session:
     """Look the job up, check it is one of ours, and save a record for it."""
-    site.login()  # first: a login that cannot work (no ssh, refused) says so, not "unknown job"
-    status = site.status([job_id]).get(job_id)
-    if status is None or status.state is JobState.UNKNOWN:
-        why = f": {status.reason}" if status is not None and status.reason else ""
-        raise HpcJupyterError(
-            f"the scheduler on {site.name} could not say what job {job_id} is{why}.",
-            "Check the job id, or try again in a minute.",
-        )
+    status = site.known_status(job_id)
     session_id = protocol.session_of(status.name)
     if session_id is None:
         known = f" (its name is '{status.name}')" if status.name else ""

@@ -55,14 +55,7 @@ def status(job_id: str, site_name: str | None, open_site: OpenSite) -> tuple[Job
             "Give the site it runs on with --site NAME (any job of yours can be asked about).",
         )
     site = open_site(name)
-    site.login()  # first: a login that cannot work says so, not "could not say what job"
-    found = site.status([job_id]).get(job_id)
-    if found is None or found.state is JobState.UNKNOWN:
-        raise HpcJupyterError(
-            f"the scheduler on {name} could not say what job {job_id} is"
-            f"{': ' + found.reason if found is not None and found.reason else ''}.",
-            "Check the job id; if the cluster is busy, try again in a minute.",
-        )
+    found = site.known_status(job_id)
     # A job we submitted that the scheduler has purged (no accounting) ended; any other id nobody
     # knows is most likely a typo.
     if found.reason == NOT_KNOWN and not found.native_state and recorded is None:

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hpcjupyter.errors import HpcJupyterError
 from hpcjupyter.schedulers import Scheduler, lookup
-from hpcjupyter.schedulers.base import JobStatus
+from hpcjupyter.schedulers.base import JobState, JobStatus
 from hpcjupyter.schema import Profile
 from hpcjupyter.transports.base import Prompter, Remote, Result, SshTarget
 
@@ -75,6 +76,19 @@ class Site:
     def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """The scheduler's view of these jobs, in one queue query (plus history for gone ones)."""
         return lookup(self.scheduler, self, job_ids) if job_ids else {}
+
+    def known_status(self, job_id: str) -> JobStatus:
+        """One job's status after logging in (a login that cannot work says so first, not
+        "unknown job"); a scheduler that cannot tell is an error saying so."""
+        self.login()
+        found = self.status([job_id]).get(job_id)
+        if found is None or found.state is JobState.UNKNOWN:
+            why = f": {found.reason}" if found is not None and found.reason else ""
+            raise HpcJupyterError(
+                f"the scheduler on {self.name} could not say what job {job_id} is{why}.",
+                "Check the job id; if the cluster is busy, try again in a minute.",
+            )
+        return found
 
     @property
     def is_local(self) -> bool:
