@@ -43,8 +43,11 @@ class Cli:
                               stdin=subprocess.DEVNULL)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
+        """`hpcjupyter ARGS` in the background, with SIGINT at its default as in a terminal (Ctrl-C
+        raises in Python): a test run started in the background by a shell inherits it ignored."""
         return subprocess.Popen(self.argv(*args), env=self.env, text=True, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def json(self, *args: str) -> Any:
         result = self.run(*args, "--json")

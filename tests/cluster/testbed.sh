@@ -47,7 +47,7 @@ NODE_CPUS=4
 NODE_MEM_MB=8000
 PBS_NODE_CPUS=4
 PBS_NODE_MEM=64gb
-OATH_WINDOW=5
+OATH_WINDOW=20   # steps either side of now pam_oath accepts: test logins in one 30-s step need fresh ones
 ACCOUNTING=${HPCJ_TESTBED_ACCOUNTING:-0}   # 1: slurmdbd + MariaDB, so that sacct answers
 TWINS=${HPCJ_TESTBED_TWINS:-0}             # 1 (or `up --twin`): the site twins, see README.md
 JUPYTER_SPEC=${HPCJ_TESTBED_JUPYTER_SPEC:-jupyterlab}   # pip requirement(s), space separated
@@ -949,6 +949,7 @@ info = {
     "password": open(f"{bed}/laptop/password").read().strip(),
     "totp_secret": open(f"{bed}/laptop/totp_secret").read().strip(),
     "totp_secret_hex": open(f"{bed}/laptop/totp_secret_hex").read().strip(),
+    "oath_window": $OATH_WINDOW,
     "nodes": ["node1", "node2"],
     "shared": f"{bed}/shared",
     "home": "$HOMEDIR",

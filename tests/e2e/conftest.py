@@ -13,24 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import os
 import re
-import struct
 import subprocess
-import threading
 import time
 from pathlib import Path
 
+import bed_owner
 import pytest
+from totp import TOTP_STEP, Totp, totp_code
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED_SH = REPO / "tests" / "cluster" / "testbed.sh"
 DEFAULT_DIR = Path("/srv/hpcj-testbed")
-OATH_WINDOW = 5          # pam_oath window=5 in tests/cluster/templates/pam-sshd-mfa.in
-TOTP_STEP = 30
 
 SSHD_NAMES = {
     "login": "login", "tb-login": "login",
@@ -38,14 +34,6 @@ SSHD_NAMES = {
     "pw": "pw", "tb-login-pw": "pw",
     "node1": "node1", "node2": "node2",
 }
-
-
-def totp_code(key: bytes, step: int, digits: int = 6) -> str:
-    """RFC 6238 TOTP (HMAC-SHA1, 30 s steps) -- what `oathtool --totp -b SECRET` prints."""
-    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
-    off = mac[-1] & 0x0F
-    value = (struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % (10 ** digits)
-    return f"{value:0{digits}d}"
 
 
 class Testbed:
@@ -80,37 +68,11 @@ class Testbed:
         self.ports: dict[str, int] = dict(i["ports"])
         self.faults_dir = Path(i["faults_dir"])
         self.calls_log = Path(i["calls_log"])
-        self._totp_lock = threading.Lock()
-        self._totp_issued = -1
 
     # ---- credentials -----------------------------------------------------------------------
-    def _last_used_step(self) -> int:
-        """The TOTP step pam_oath last accepted (it rejects any step <= that one: replay)."""
-        try:
-            fields = (self.dir / "etc" / "users.oath").read_text().split()
-        except OSError:
-            return -1
-        if len(fields) < 6:
-            return -1
-        last_otp = fields[5]
-        key = bytes.fromhex(self.totp_secret_hex)
-        now = int(time.time()) // TOTP_STEP
-        steps = [s for s in range(now - 40, now + OATH_WINDOW + 2) if totp_code(key, s) == last_otp]
-        return max(steps) if steps else -1
-
     def totp(self) -> str:
-        """A TOTP code the MFA sshd will accept now. Never returns a code for a time step that
-        was already used or handed out (pam_oath refuses replays), so several logins within one
-        30-second step get codes for the following steps (accepted within window=5); waits if
-        that would leave the window."""
-        with self._totp_lock:
-            key = bytes.fromhex(self.totp_secret_hex)
-            now = int(time.time()) // TOTP_STEP
-            step = max(now, self._last_used_step() + 1, self._totp_issued + 1)
-            while step > int(time.time()) // TOTP_STEP + OATH_WINDOW - 1:
-                time.sleep(1)
-            self._totp_issued = step
-            return totp_code(key, step)
+        """A TOTP code the MFA sshd will accept now (see `Totp.code`)."""
+        return Totp(self.dir, self.user, self.totp_secret_hex).code()
 
     def totp_at(self, when: float) -> str:
         """The code of the 30-second step containing time WHEN (no replay bookkeeping)."""
@@ -286,20 +248,19 @@ def testbed():
     if os.geteuid() != 0:
         unavailable("needs root (network namespaces, daemons); run as root or point "
                     "HPCJ_TESTBED_DIR at a bed brought up with tests/cluster/testbed.sh up")
-    if _healthy(directory):
-        bed = Testbed(directory)
+    # pytest -n: several workers get here at once; one brings the bed up, the others find it up.
+    with _bed_lock(fcntl.LOCK_EX, name=".hpcj-testbed-up.lock", gate=False):
+        if not _healthy(directory):
+            env = {**os.environ, "HPCJ_TESTBED_DIR": str(directory)}
+            r = subprocess.run(["bash", str(TESTBED_SH), "up"], env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                unavailable(f"`testbed.sh up` failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
+            if os.environ.get("HPCJ_TESTBED_KEEP") != "1":
+                bed_owner.claim(directory)
+    bed = Testbed(directory)
+    with _bed_lock(fcntl.LOCK_SH):  # faults are only set under the exclusive lock: none is live now
         bed.clear_faults()
-        yield bed
-        return
-    env = {**os.environ, "HPCJ_TESTBED_DIR": str(directory)}
-    r = subprocess.run(["bash", str(TESTBED_SH), "up"], env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        unavailable(f"`testbed.sh up` failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
-    try:
-        yield Testbed(directory)
-    finally:
-        if os.environ.get("HPCJ_TESTBED_KEEP") != "1":
-            subprocess.run(["bash", str(TESTBED_SH), "down"], env=env, capture_output=True, text=True)
+    return bed
 
 
 @pytest.fixture(autouse=True)
@@ -317,10 +278,19 @@ def _testbed_share(request):
 
 
 @contextlib.contextmanager
-def _bed_lock(mode: int):
+def _bed_lock(mode: int, name: str = ".hpcj-testbed-users.lock", gate: bool = True):
+    """flock NAME beside the bed. With GATE, a test waiting for the exclusive lock makes later
+    arrivals queue behind it: without it, test processes running side by side (pytest -n) would
+    keep the shared lock held between them and starve a fault test for good."""
     DEFAULT_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(DEFAULT_DIR.parent / ".hpcj-testbed-users.lock", "w") as handle:
+    with contextlib.ExitStack() as stack:
+        if gate:
+            turnstile = stack.enter_context(open(DEFAULT_DIR.parent / ".hpcj-testbed-gate.lock", "w"))
+            fcntl.flock(turnstile, fcntl.LOCK_EX)
+        handle = stack.enter_context(open(DEFAULT_DIR.parent / name, "w"))
         fcntl.flock(handle, mode)
+        if gate:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
         yield
 
 

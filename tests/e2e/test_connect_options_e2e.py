@@ -106,11 +106,8 @@ class Output:
 
 
 def start(cli: Cli, *args: str) -> Output:
-    """`hpcjupyter ARGS` in the background, with SIGINT at its default (Ctrl-C raises in Python)."""
-    process = subprocess.Popen(cli.argv(*args), env=cli.env, text=True, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    return Output(process)
+    """`hpcjupyter ARGS` in the background, its output read as it comes."""
+    return Output(cli.start(*args))
 
 
 def install(cli: Cli, testbed: Any, **kw: str) -> None:

@@ -96,7 +96,8 @@ def job_of(output: str) -> str:
 def bad_totp(testbed) -> str:
     """A six-digit code no step of pam_oath's window accepts now."""
     now = time.time()
-    valid = {testbed.totp_at(now + 30 * k) for k in range(-2, 8)}
+    window = testbed.info["oath_window"] + 1
+    valid = {testbed.totp_at(now + 30 * k) for k in range(-window, window + 1)}
     return next(c for c in (f"{n:06d}" for n in range(100000, 999999, 7919)) if c not in valid)
 
 

@@ -4,15 +4,12 @@ of hpcjupyter cannot mean anything."""
 from __future__ import annotations
 
 import errno
-import hashlib
-import hmac
 import json
 import os
 import re
 import shlex
 import shutil
 import socket
-import struct
 import subprocess
 import time
 import uuid
@@ -20,6 +17,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from totp import Totp
 
 pytestmark = pytest.mark.e2e
 
@@ -124,7 +122,8 @@ def test_strict_host_key_checking_stays_on(testbed, tmp_path):
     assert "Host key verification failed" in r.stderr
 
 
-def test_mfa_login_asks_one_totp_prompt(testbed):
+def test_mfa_login_asks_one_totp_prompt(disruptive):
+    testbed = disruptive  # counts logins or calls, or breaks the bed for a moment: alone
     before = testbed.accepted("mfa")
     child = pexpect.spawn("ssh", testbed.ssh_argv(testbed.mfa_alias, "hostname; echo MFA-$((6*7))")[1:],
                           encoding="utf-8", timeout=30)
@@ -165,7 +164,8 @@ def test_totp_matches_oathtool(testbed):
     assert r.stdout.strip() in {testbed.totp_at(now), testbed.totp_at(now - 30), testbed.totp_at(now + 30)}
 
 
-def test_password_only_login(testbed):
+def test_password_only_login(disruptive):
+    testbed = disruptive  # counts logins or calls, or breaks the bed for a moment: alone
     before = testbed.accepted("pw")
     child = pexpect.spawn("ssh", testbed.ssh_argv(testbed.pw_alias, "echo PW-$((6*7))")[1:],
                           encoding="utf-8", timeout=30)
@@ -473,7 +473,8 @@ def test_pbs_unknown_ids_and_qdel(testbed):
 
 
 # ---- fault helpers -------------------------------------------------------------------------
-def test_fail_next_and_command_count(testbed):
+def test_fail_next_and_command_count(disruptive):
+    testbed = disruptive  # counts logins or calls, or breaks the bed for a moment: alone
     before = testbed.command_count("squeue")
     testbed.fail_next("squeue", 2)
     results = [testbed.ssh(testbed.login_alias, "squeue -h").returncode for _ in range(3)]
@@ -487,7 +488,8 @@ def test_fail_next_and_command_count(testbed):
     assert r.stdout.split() == ["/usr/local/bin/squeue", "/usr/local/bin/qsub"]
 
 
-def test_link_down_and_restart_sshd(testbed):
+def test_link_down_and_restart_sshd(disruptive):
+    testbed = disruptive  # counts logins or calls, or breaks the bed for a moment: alone
     p = testbed.link_down(3)
     try:
         r = testbed.ssh(testbed.login_alias, "true", timeout=30)
@@ -520,15 +522,7 @@ def twins(testbed, tmp_path_factory):
     info = json.loads(Path(testbed.info["twins_json"]).read_text())
     sockets = tmp_path_factory.mktemp("cm")
     masters = {}
-    last_step = [-1]
-
-    def totp():
-        key = bytes.fromhex(info["cray"]["totp_secret_hex"])
-        step = max(int(time.time()) // 30, last_step[0] + 1)   # never a replayed step
-        last_step[0] = step
-        mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
-        off = mac[-1] & 0x0F
-        return f"{(struct.unpack('>I', mac[off:off + 4])[0] & 0x7FFFFFFF) % 10 ** 6:06d}"
+    totp = Totp(testbed.dir, info["cray"]["user"], info["cray"]["totp_secret_hex"]).code
 
     def master(alias):
         if alias in masters:

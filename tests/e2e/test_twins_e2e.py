@@ -12,12 +12,9 @@ The twins are described in tests/cluster/README.md ("Site twins") and in $BED/tw
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import re
-import struct
 import sys
 import time
 import uuid
@@ -29,6 +26,7 @@ import pexpect
 import pytest
 from clihelpers import Cli, port_and_token
 from tbcli import control_sockets, listeners, master_pid, wait_status
+from totp import Totp
 
 from hpcjupyter.probe import api_status
 
@@ -37,7 +35,6 @@ pytestmark = pytest.mark.e2e
 TOTP_PROMPT = r"One-time password \(OATH\) for `crayuser': "
 PASSWORD_PROMPT = r"icuser@[\w.-]+'s password: "
 URL = r"http://127\.0\.0\.1:\d+/\S+\?token=\w+"
-OATH_WINDOW = 5  # pam_oath window=5 (tests/cluster/templates/pam-sshd-mfa.in)
 
 
 # ---- the twins and their credentials ---------------------------------------------------------
@@ -47,7 +44,6 @@ OATH_WINDOW = 5  # pam_oath window=5 (tests/cluster/templates/pam-sshd-mfa.in)
 class Twins:
     info: dict[str, Any]
     bed: Any  # the Testbed
-    _issued: int = -1
 
     @property
     def cray(self) -> dict[str, Any]:
@@ -57,30 +53,10 @@ class Twins:
     def cx3(self) -> dict[str, Any]:
         return self.info["imperial"]
 
-    def _code(self, step: int) -> str:
-        key = bytes.fromhex(self.cray["totp_secret_hex"])
-        mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
-        off = mac[-1] & 0x0F
-        return f"{(struct.unpack('>I', mac[off:off + 4])[0] & 0x7FFFFFFF) % 10 ** 6:06d}"
-
-    def _last_used_step(self) -> int:
-        """The step pam_oath last accepted for crayuser (it refuses that one and older: replay)."""
-        lines = (self.bed.dir / "etc" / "users.oath").read_text().splitlines()
-        fields = next((line.split() for line in lines if line.split()[1:2] == [self.cray["user"]]), [])
-        if len(fields) < 6:
-            return -1
-        now = int(time.time()) // 30
-        return max((s for s in range(now - 40, now + OATH_WINDOW + 2) if self._code(s) == fields[5]), default=-1)
-
     def totp(self) -> str:
         """A code the Cray twin accepts now, never a step used before (as an authenticator app
         would give, waiting for the next step when needed)."""
-        now = int(time.time()) // 30
-        step = max(now, self._last_used_step() + 1, self._issued + 1)
-        while step > int(time.time()) // 30 + OATH_WINDOW - 1:
-            time.sleep(1)
-        self._issued = step
-        return self._code(step)
+        return Totp(self.bed.dir, self.cray["user"], self.cray["totp_secret_hex"]).code()
 
     def password(self) -> str:
         return str(self.cx3["password"])
@@ -193,7 +169,8 @@ def scheduler_cancel(twins: Twins, site: str, job: str) -> None:
 
 
 @pytest.mark.parametrize("name", SESSIONS)
-def test_builtin_profile_doctor_submit_connect_cancel_on_its_twin(twins: Twins, cli: Cli, name: str) -> None:
+def test_builtin_profile_doctor_submit_connect_cancel_on_its_twin(
+        twins: Twins, cli: Cli, disruptive: Any, name: str) -> None:
     """doctor passes; submit --connect reaches Jupyter (200 with the token, 403 without) through a
     forward tunnel held by the one ssh login; cancel ends the job. One prompt in all."""
     case = sessions(twins)[name]
@@ -294,7 +271,7 @@ NEW_USERS = {
 
 @pytest.mark.parametrize("name", list(NEW_USERS))
 def test_new_user_without_jupyter_is_told_the_sites_install_before_any_job(
-        twins: Twins, cli: Cli, request: pytest.FixtureRequest, name: str) -> None:
+        twins: Twins, cli: Cli, disruptive: Any, request: pytest.FixtureRequest, name: str) -> None:
     site, values, hint = NEW_USERS[name]
     if "EMPTY_VENV" in values.values():
         venv = request.getfixturevalue("empty_venv")

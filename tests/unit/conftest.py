@@ -9,7 +9,7 @@ read by some test of the session (see its docstring for when it applies).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 from sandbox import Sandbox
@@ -23,6 +23,7 @@ READS: set[str] = set()
 SESSION: dict[str, object] = {"whole_unit_dir": False, "deselected": 0}
 
 META_TEST = "test_fixture_reads.py::test_every_fixture_was_read"
+FIXTURE_READERS = "fixture-readers"  # the xdist group of the tests that read recorded outputs
 
 
 def read_fixture(name: str) -> str:
@@ -50,12 +51,29 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
     SESSION["deselected"] = int(SESSION["deselected"]) + len(items)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
-    """Run the meta-test last (reads are counted as they happen), and note whether this session
-    holds every test module of tests/unit: only then can a fixture nobody read be blamed."""
+def _is_meta(item: pytest.Item) -> bool:
+    return f"{Path(str(item.path)).name}::{item.name}" == META_TEST
+
+
+def _reads_fixtures(item: pytest.Item) -> bool:
+    uses = {"fixture", "fixture_dir"} & set(getattr(item, "fixturenames", ()))
+    return bool(uses) or getattr(getattr(item, "module", None), "read_fixture", None) is read_fixture
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> Iterator[None]:
+    """Before the other hooks: under ``pytest -n``, every reader of a recorded output and the
+    meta-test go to one worker (xdist's hook turns the group into ``--dist loadgroup`` scheduling),
+    so the meta-test sees all the reads.
+
+    After them: run the meta-test last (reads are counted as they happen), and note whether this
+    session holds every test module of tests/unit: only then can a fixture nobody read be blamed."""
+    for item in items:
+        if _reads_fixtures(item) or _is_meta(item):
+            item.add_marker(pytest.mark.xdist_group(FIXTURE_READERS))
+    yield
     unit_dir = Path(__file__).resolve().parent
-    meta = [i for i in items if i.nodeid.endswith(META_TEST)]
+    meta = [i for i in items if _is_meta(i)]
     for item in meta:
         items.remove(item)
         items.append(item)

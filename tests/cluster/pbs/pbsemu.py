@@ -1330,6 +1330,12 @@ def session_pids(sid):
 
 
 def kill_session(sid, sig):
+    # The script's process group (the session leader's) at once: one by one, a busy machine could
+    # let bash see its `sleep` die first and exit 143 itself, where PBS records 271 (signalled).
+    try:
+        os.killpg(sid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
     for pid in session_pids(sid):
         try:
             os.kill(pid, sig)
