@@ -296,10 +296,48 @@ def _bed_lock(mode: int, name: str = ".hpcj-testbed-users.lock", gate: bool = Tr
 
 @pytest.fixture
 def disruptive(testbed):
-    """The bed, held exclusively (see _testbed_share); faults are cleared before and after."""
-    with _bed_lock(fcntl.LOCK_EX):
+    """The bed, held exclusively (see _testbed_share); faults are cleared before and after.
+
+    Consecutive tests that need it keep holding it (`pytest_runtest_teardown` lets go before a
+    test that does not): each new exclusive hold waits for every other test on the bed to end."""
+    if _ALONE.get("hold") is None:
+        hold = contextlib.ExitStack()
+        hold.enter_context(_bed_lock(fcntl.LOCK_EX))
+        _ALONE["hold"] = hold
+    testbed.clear_faults()
+    try:
+        yield testbed
+    finally:
         testbed.clear_faults()
-        try:
-            yield testbed
-        finally:
-            testbed.clear_faults()
+
+
+_ALONE: dict[str, contextlib.ExitStack | None] = {}  # this process's exclusive hold of the bed
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a test's fixtures are gone: keep the exclusive hold only for a next test that needs it."""
+    try:
+        return (yield)
+    finally:
+        hold = _ALONE.get("hold")
+        if hold is not None and (nextitem is None or "disruptive" not in nextitem.fixturenames):
+            _ALONE["hold"] = None
+            hold.close()
+
+
+ALONE_GROUP = "bed-alone"  # the xdist group of the tests that hold the bed alone
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Order for `pytest -n`: the tests that hold the bed alone first, in one worker (one group:
+    they run back to back under one exclusive hold), while the other workers run the layers that
+    do not use the bed; the tests that share the bed last, on every worker."""
+    def phase(item) -> int:
+        if "disruptive" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(ALONE_GROUP))
+            return 0
+        return 2 if item.get_closest_marker("e2e") is not None else 1
+
+    items.sort(key=phase)  # stable: each phase keeps its order
