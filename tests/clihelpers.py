@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def sigint_default() -> None:
+    """Ctrl-C at its default in the child, as in a terminal (Python then raises KeyboardInterrupt):
+    a test run started in the background by a shell has SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Cli:
     """Runs `python -m hpcjupyter` with this test's own config, profiles and state directories."""
 
@@ -43,11 +49,16 @@ class Cli:
                               stdin=subprocess.DEVNULL)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        """`hpcjupyter ARGS` in the background, with SIGINT at its default as in a terminal (Ctrl-C
-        raises in Python): a test run started in the background by a shell inherits it ignored."""
+        """`hpcjupyter ARGS` in the background, SIGINT as in a terminal (see `sigint_default`)."""
         return subprocess.Popen(self.argv(*args), env=self.env, text=True, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default)
+
+    def spawn(self, *args: str) -> Any:
+        """`hpcjupyter ARGS` on a pty (pexpect), as typed at a terminal."""
+        import pexpect
+
+        return pexpect.spawn(sys.executable, ["-m", "hpcjupyter", *args], env=self.env, encoding="utf-8",
+                             codec_errors="replace", timeout=180, dimensions=(40, 200), preexec_fn=sigint_default)
 
     def json(self, *args: str) -> Any:
         result = self.run(*args, "--json")

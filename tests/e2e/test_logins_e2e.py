@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 
 import pexpect
@@ -40,8 +39,7 @@ class Terminal:
         self.transcript = ""
 
     def spawn(self, *args: str) -> pexpect.spawn:
-        return pexpect.spawn(sys.executable, ["-m", "hpcjupyter", *args], env=self.cli.env, encoding="utf-8",
-                             codec_errors="replace", timeout=180, dimensions=(40, 200))
+        return self.cli.spawn(*args)
 
     def answer_until(self, child: pexpect.spawn, until: str | type, answers: list[str], timeout: float = 180) -> str:
         """Answer prompts (in order, from ``answers``) until ``until`` is seen; returns the match."""

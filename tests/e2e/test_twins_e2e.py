@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -83,8 +82,7 @@ class Terminal:
         self.answers: list[str] = []
 
     def spawn(self, *args: str) -> pexpect.spawn:
-        return pexpect.spawn(sys.executable, ["-m", "hpcjupyter", *args], env=self.cli.env, encoding="utf-8",
-                             codec_errors="replace", timeout=180, dimensions=(40, 200))
+        return self.cli.spawn(*args)
 
     def until(self, child: pexpect.spawn, what: Any, timeout: float = 180) -> str:
         """Answer login prompts until ``what`` is seen; returns the match."""

@@ -1330,15 +1330,17 @@ def session_pids(sid):
 
 
 def kill_session(sid, sig):
-    # The script's process group (the session leader's) at once: one by one, a busy machine could
-    # let bash see its `sleep` die first and exit 143 itself, where PBS records 271 (signalled).
+    """SIG once to every process of the job's session: the script's process group (the session
+    leader's) at once -- one by one, a busy machine could let bash see its `sleep` die first and
+    exit 143 itself, where PBS records 271 (signalled) --, then any process in another group."""
     try:
         os.killpg(sid, sig)
     except (ProcessLookupError, PermissionError):
         pass
     for pid in session_pids(sid):
         try:
-            os.kill(pid, sig)
+            if os.getpgid(pid) != sid:
+                os.kill(pid, sig)
         except ProcessLookupError:
             pass
 
