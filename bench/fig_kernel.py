@@ -150,7 +150,9 @@ def report(figure: Figure, medians: dict[str, list[float]], every: dict[str, lis
             figure.row(f"{method}/raw", f"{spread(ratio, lambda x: f'{x:.2f}x')}; {latency(every[method])}",
                        f">= {target}x", ratio["median"] >= target)
     figure.notes.append("floor: the client in node1's network namespace, straight to Jupyter on the node's "
-                        "loopback; raw: ssh -N -L through login (jump: ssh -J login -L to the node)")
+                        "loopback; raw: ssh -tt -L through login (jump: ssh -J login to the node)")
+    figure.notes.append("Jupyter's kernel websocket writes each message with Nagle on (jupyter_server never calls "
+                        "set_nodelay): execute_reply waits ~40 ms for the reader's delayed ACK, floor included")
 
 
 def latency(times: list[float]) -> str:
