@@ -82,6 +82,14 @@ def bindable(port: int) -> bool:
         return True
 
 
+def no_delay(sock: Any) -> None:
+    """Send small writes at once (TCP_NODELAY), as ssh does for its forwards' sockets: else a
+    write queued behind an unacknowledged one waits for the peer's delayed ACK (40 ms)."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):  # a socket the peer already closed
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
     """Something accepts TCP connections on host:port."""
     try:
@@ -180,11 +188,13 @@ class Relay(Tunnel):
             threading.Thread(target=self._serve, args=(client, stop), daemon=True).start()
 
     def _serve(self, client: socket.socket, stop: threading.Event) -> None:
+        no_delay(client)  # a response arriving in pieces must not wait on the browser's ACKs
         try:
             upstream = self._opener()
         except Exception:
             client.close()
             return
+        no_delay(upstream)  # a plain socket (local site); paramiko channels are not sockets
         with self._lock:
             self._conns.update((client, upstream))
         try:

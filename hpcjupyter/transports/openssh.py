@@ -261,6 +261,7 @@ class OpensshRemote:
         self.ssh = ssh or find_ssh()
         self.control_path = control_path(target, control_dir)
         self._connected = False
+        self._idle_login = False  # a master this object opened that has carried no session yet
 
     # master lifecycle
 
@@ -290,8 +291,18 @@ class OpensshRemote:
             if os.path.lexists(self.control_path):
                 os.unlink(self.control_path)  # stale socket of a killed master: ssh won't replace it
             answered = self._open_master()
+            self._idle_login = True
         self._connected = True
         return answered
+
+    def start_session(self) -> None:
+        """Run one no-op command on a login that has carried none yet. sshd turns TCP_NODELAY on
+        for its end of a connection only when a session starts there; until then small
+        responses through a forward leave it in two parts and the second waits for the laptop's
+        delayed ACK (~40 ms, on most requests). `connect` runs commands before opening its
+        tunnel anyway; this covers a master opened just for the tunnel (`reopen`)."""
+        if self._idle_login:
+            self.run(["true"])
 
     def _open_master(self) -> int:
         import pexpect
@@ -335,6 +346,7 @@ class OpensshRemote:
         if not self._connected:
             self.connect()
         cmd = run_argv(self.target, self.control_path, argv, ssh=self.ssh)
+        self._idle_login = False
         res = _run(cmd, stdin, timeout, self.target.label)
         if res.returncode == 255 and not self.master_alive():
             # The master died (ControlPersist expired, laptop slept): nothing reached the server,

@@ -91,6 +91,7 @@ class MasterForward(Tunnel):
 
     def open(self) -> None:
         self.remote.connect()  # no-op while the master runs
+        self.remote.start_session()  # else sshd sends small responses with Nagle (see there)
         res = self.remote.control("forward", "-L", self._spec())
         if not res.ok:
             raise forward_failed(self.local_port, res.stderr)

@@ -398,6 +398,26 @@ def test_master_forward_adds_and_cancels_through_the_master(remote: OpensshRemot
     assert all(argv[argv.index("-L") + 1] == spec for argv in ops)
 
 
+def test_master_forward_on_a_fresh_login_runs_a_command_first(remote: OpensshRemote, mocker) -> None:  # type: ignore[no-untyped-def]
+    """sshd sets TCP_NODELAY on its end only once a session starts: a master opened just for the
+    tunnel carries one no-op command before the forward; a master that ran commands does not."""
+    import socket
+
+    mocker.patch.object(OpensshRemote, "master_alive", side_effect=[False, True, True, True])
+    mocker.patch.object(OpensshRemote, "_open_master", return_value=0)
+    run = mocker.patch.object(openssh, "_run", return_value=Result(0, "", ""))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        lp = listener.getsockname()[1]
+        remote.connect()
+        remote.open_tunnel("forward", "nid001234", 34567, lp)
+        remote.open_tunnel("forward", "nid001234", 34567, lp)
+    ops = [c.args[0] for c in run.call_args_list]
+    assert ops[0] == run_argv(PLAIN, remote.control_path, ["true"], ssh="/usr/bin/ssh")
+    assert [argv[-2] for argv in ops[1:]] == ["forward", "forward"]  # once per login, not per tunnel
+
+
 def test_master_forward_refused_port_is_a_clear_error(remote: OpensshRemote, mocker) -> None:  # type: ignore[no-untyped-def]
     mocker.patch.object(OpensshRemote, "connect", return_value=0)
     mocker.patch.object(openssh, "_run", return_value=Result(255, "", "Port forwarding failed.\n"))

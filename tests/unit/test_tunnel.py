@@ -102,6 +102,22 @@ def test_relay_reports_unhealthy_upstream(web: int) -> None:
         tunnel.close()
 
 
+def test_relay_sends_small_writes_at_once(web: int) -> None:
+    """Both ends the relay writes to have TCP_NODELAY (as ssh's forwards): a response relayed in
+    two pieces must not wait ~40 ms for the browser's delayed ACK of the first."""
+    tunnel = Relay(free_local_port(), lambda: socket.create_connection((LOOPBACK, web)))
+    tunnel.open()
+    try:
+        with socket.create_connection((LOOPBACK, tunnel.local_port)) as browser:
+            browser.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert browser.recv(100).startswith(b"HTTP/1.")
+            ends = list(tunnel._conns)  # type: ignore[attr-defined]
+            assert len(ends) == 2
+            assert all(end.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for end in ends)
+    finally:
+        tunnel.close()
+
+
 def test_busy_local_port_is_a_clear_error(web: int) -> None:
     with pytest.raises(RemoteError, match="something else is listening"):
         LocalRemote().open_tunnel("forward", LOOPBACK, web, web)
