@@ -2,7 +2,7 @@
 
 `submit` a job, `connect` to it (openssh, forward shape, ``poll_seconds = 60`` as ARCHER2 and
 Cirrus ask), and once it has printed the URL leave it alone for the window (10 minutes; `--quick`:
-60 s). Over the window:
+120 s, two scheduler polls). Over the window:
 
 * CPU: user + system time of the connect process and of the children it waited for (the ssh
   commands it ran: scheduler queries, ``ssh -O check``), from /proc/PID/stat, as % of one core.

@@ -51,7 +51,7 @@ class Plan:
         self.small_requests = 200 if quick else 1000
         self.ls_sessions = 1000
         self.ls_live_per_site = 20
-        self.idle_window = 60.0 if quick else 600.0
+        self.idle_window = 120.0 if quick else 600.0  # two polls at least (poll_seconds = 60)
 
 
 def figures(plan: Plan) -> dict[str, tuple[str, Callable[[Any, Figure], None]]]:
