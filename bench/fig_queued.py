@@ -8,8 +8,9 @@ printing the URL. The profile uses ``poll_seconds = 60``, as ARCHER2 and Cirrus 
 
 Remote commands per minute over the window (every ssh connect starts, logged by `sshcalls`):
 the scheduler queries and the watch commands on the login node, against 31 a minute before
-commit bf59eb2 (a peek at the job directory every 2 s, plus one query a minute) — that number is
-read from the old code, not measured.
+commit bf59eb2 (a peek at the job directory every 2 s, plus the queries): read from the old code,
+and measured once on 2026-11-30 with the old tree in the same set-up (31.4 a minute over 130 s:
+30 peeks, 1.4 queries; this code, side by side: 3.7).
 
 A window shorter than 10 minutes (--quick) is projected to 10 minutes with the interval the
 last two queries showed (the steady state, once the fast first polls are over) — a projection,
