@@ -11,33 +11,59 @@ Three ways, taking turns within each repetition, each from a cold start (a fresh
 
 Every URL is checked to answer /api/status 200 with its token. Ratios are hpcjupyter / other per
 repetition (below 1: hpcjupyter is faster), then the median.
+
+hpcjupyter's overhead: (submit → URL) − Jupyter's own start, where Jupyter's own start is its
+process's creation (/proc/PID/stat on the node, the pid in the runtime file's name: `jupyter lab`
+execs in place) → its runtime file written. The overhead is split on one clock: submit → the
+``sbatch`` call (the bed's call log), → the job script's process created (Jupyter's parent),
+→ Jupyter's process created (the script's set-up), and runtime file → URL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jforward
-from bed import answers, check_ok, close_masters, interrupt, session_record, wait_line
-from measure import Figure, spread
+import procs
+from bed import answers, check_ok, close_masters, interrupt, runtime_file, session_record, wait_line
+from measure import Figure, fmt, med, spread
 
 MANUAL = Path(__file__).resolve().parent / "manual.sh"
 URL_TIMEOUT = 180
+TARGET_OVERHEAD = 0.5
+STAGES = ("submit -> sbatch", "sbatch -> job script", "job script -> jupyter process", "jupyter's own start",
+          "runtime file -> URL")
+"""The parts of submit → URL, in order; all but Jupyter's own start are the overhead."""
 
 
-def ours(bench: Any, cli: Any, rep: int) -> float:
+def stages(bench: Any, start: float, shown_at: float, job_dir: str) -> dict[str, float]:
+    """submit → URL cut at the moments above (read while the job runs: its processes must exist)."""
+    runtime = runtime_file(job_dir)
+    jupyter = procs.stat(int(runtime.stem.split("-")[-1]))
+    script = procs.stat(jupyter.ppid)
+    sbatch = bench.scheduler_calls(("sbatch",), [job_dir], start)
+    if not sbatch:
+        raise RuntimeError(f"no sbatch call naming {job_dir} in the bed's call log")
+    moments = (start, sbatch[0], script.started, jupyter.started, runtime.stat().st_mtime, shown_at)
+    return {name: b - a for name, a, b in zip(STAGES, moments, moments[1:], strict=False)}
+
+
+def ours(bench: Any, cli: Any, rep: int, parts: list[dict[str, float]]) -> float:
+    """One cold submit --connect; its stages are appended to PARTS."""
     close_masters(cli.home)
     start = time.time()
     process = bench.start_cli(cli, "submit", "--site", "tb-slurm", "--connect", "--no-browser")
     try:
         url, shown_at, _ = wait_line(process, "http://127.0.0.1:", URL_TIMEOUT)
-        job_id = session_record(cli)["job_id"]
-        bench.jobs["slurm"].add(job_id)
+        record = session_record(cli)
+        bench.jobs["slurm"].add(record["job_id"])
+        parts.append(stages(bench, start, shown_at, record["job_dir"]))
         answers(url)
-        check_ok(cli.run("cancel", job_id), "cancel")
+        check_ok(cli.run("cancel", record["job_id"]), "cancel")
     finally:
         interrupt(process)
         close_masters(cli.home)
@@ -88,8 +114,9 @@ def peer(bench: Any, rep: int) -> float:
 
 def measure(bench: Any, figure: Figure, reps: int) -> None:
     cli = bench.cli("e2e", {"tb-slurm": bench.profile()})
+    parts: list[dict[str, float]] = []
     ways: dict[str, Callable[[int], float]] = {
-        "hpcjupyter": lambda rep: ours(bench, cli, rep),
+        "hpcjupyter": lambda rep: ours(bench, cli, rep, parts),
         "manual script": lambda rep: manual(bench, rep),
     }
     failed: dict[str, str] = {}
@@ -110,6 +137,7 @@ def measure(bench: Any, figure: Figure, reps: int) -> None:
                 del ways[way], times[way]
     for way, values in times.items():
         figure.row(f"{way} to URL", spread(figure.add(f"{way} to URL", values, "s")))
+    overhead(figure, parts)
     for way, why in failed.items():
         figure.row(f"{way} to URL", "NOT MEASURED")
         figure.notes.append(f"{way} not measured: {why}")
@@ -117,3 +145,16 @@ def measure(bench: Any, figure: Figure, reps: int) -> None:
         pairs = zip(times["hpcjupyter"], times[other], strict=True)
         ratio = figure.add(f"hpcjupyter / {other}", [o / t for o, t in pairs], "x")
         figure.row(f"hpcjupyter / {other}", spread(ratio, lambda x: f"{x:.2f}x"), "")
+
+
+def overhead(figure: Figure, parts: list[dict[str, float]]) -> None:
+    """Jupyter's own start beside submit → URL, the overhead per repetition, and where it went."""
+    own = figure.add("jupyter's own start (process -> runtime file)", [p["jupyter's own start"] for p in parts], "s")
+    cost = figure.add("overhead (submit->URL minus jupyter's own start)",
+                      [sum(p.values()) - p["jupyter's own start"] for p in parts], "s")
+    figure.row("Jupyter's own start on the node", spread(own))
+    figure.row("hpcjupyter overhead (to URL - own start)", spread(cost), f"<= {fmt(TARGET_OVERHEAD)}",
+               med(cost) <= TARGET_OVERHEAD)
+    medians = {name: med(figure.add(f"stage {name}", [p[name] for p in parts], "s")) for name in STAGES}
+    figure.notes.append("submit --connect, medians: " + ", ".join(f"{n} {fmt(v)}" for n, v in medians.items())
+                        + " (overhead = all but jupyter's own start)")

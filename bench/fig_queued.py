@@ -6,6 +6,12 @@ root releases it (``/usr/bin/scontrol``, not the counting wrapper) half a poll i
 connect's latest query, and we measure from Jupyter's runtime file on the node to connect
 printing the URL. The profile uses ``poll_seconds = 60``, as ARCHER2 and Cirrus ask.
 
+Remote commands per minute over the window (every ssh connect starts, logged by `sshcalls`):
+the scheduler queries and the watch commands on the login node, against 31 a minute before
+commit bf59eb2 (a peek at the job directory every 2 s, plus the queries): read from the old code,
+and measured once on 2026-11-30 with the old tree in the same set-up (31.4 a minute over 130 s:
+30 peeks, 1.4 queries; this code, side by side: 3.7).
+
 A window shorter than 10 minutes (--quick) is projected to 10 minutes with the interval the
 last two queries showed (the steady state, once the fast first polls are over) — a projection,
 said so in the table.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import sshcalls
 from bed import SLURM_QUERIES, check_ok, close_masters, interrupt, runtime_file_mtime, session_record, submit, wait_line
 from measure import Figure
 
@@ -23,6 +30,8 @@ POLL_SECONDS = 60
 TEN_MINUTES = 600.0
 TARGET_QUERIES = 12
 TARGET_NOTICED = 2.0
+BEFORE_PER_MINUTE = 60 / 2 + 60 / POLL_SECONDS
+"""Before bf59eb2: a peek every 2 s while queued (PEEK_QUEUED), and the scheduler queries."""
 
 
 def release_moment(queued: list[float]) -> float:
@@ -54,6 +63,7 @@ def per_ten_minutes(queued: list[float], started: float, window: float) -> tuple
 def measure(bench: Any, figure: Figure, window: float) -> None:
     site = "tb-held"
     cli = bench.cli("queued", {site: bench.profile(poll_seconds=POLL_SECONDS, directives=["--hold"])})
+    log = sshcalls.install(cli)
     job_id = submit(bench, cli, site)
     started = time.time()
     connect = bench.start_cli(cli, "connect", job_id, "--no-browser")
@@ -71,6 +81,11 @@ def measure(bench: Any, figure: Figure, window: float) -> None:
         close_masters(cli.home)
     after = bench.scheduler_calls(SLURM_QUERIES, [job_id], released)
     per_ten, how = per_ten_minutes(queued, started, window)
+    rate, by_kind = sshcalls.per_minute(sshcalls.read(log), started, started + window)
+    figure.metrics["remote commands per minute, queued"] = {"value": rate, "by_kind": by_kind, "window_s": window}
+    kinds = ", ".join(f"{kind} {n:.1f}" for kind, n in by_kind.items())
+    figure.row("remote commands/min queued", f"{rate:.1f} ({kinds})", f"< {BEFORE_PER_MINUTE:g} (before)",
+               rate < BEFORE_PER_MINUTE)
     figure.add("scheduler queries in the window", [len(queued)], "queries")
     figure.metrics["queries per 10 min"] = {"value": per_ten, "how": how, "window_s": window,
                                             "query_offsets_s": [round(t - started, 1) for t in queued]}

@@ -6,8 +6,10 @@ import platform
 import statistics
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 
 def summary(values: Iterable[float], unit: str) -> dict[str, Any]:
@@ -86,22 +88,27 @@ def spread(metric: dict[str, Any], show: Callable[[float], str] = fmt) -> str:
     return f"{show(metric['median'])} ({show(metric['min'])}–{show(metric['max'])}, n={metric['repetitions']})"
 
 
-def table(figures: list[Figure]) -> str:
-    rows = [("figure", "value", "target", "met?")]
-    for figure in figures:
-        for r in figure.rows:
-            met = "-" if r.met is None else ("yes" if r.met else "NO")
-            rows.append((r.figure, r.value, r.target or "-", met))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3] for row in rows)
-    return "\n".join(lines)
+def _out(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
 
 
 def machine() -> dict[str, Any]:
-    """Where the numbers came from (nproc, free, uname -r, date)."""
-    def out(*argv: str) -> str:
-        return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
-
-    return {"nproc": out("nproc"), "free": out("free", "-m"), "kernel": out("uname", "-r"),
+    """Where the numbers came from (nproc, free, OS, uname -r, date)."""
+    try:
+        release = platform.freedesktop_os_release().get("PRETTY_NAME", "")
+    except OSError:
+        release = ""
+    return {"nproc": _out("nproc"), "free": _out("free", "-m"), "os": release, "kernel": _out("uname", "-r"),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
-            "load_average": out("cat", "/proc/loadavg")}
+            "load_average": _out("cat", "/proc/loadavg")}
+
+
+def commit(repo: Path) -> dict[str, Any]:
+    """The commit measured, and whether the tree differed from it (then the numbers are of
+    uncommitted code). Taken before the run: saving a run changes the tree."""
+    sha = _out("git", "-C", str(repo), "rev-parse", "HEAD")
+    changes = _out("git", "-C", str(repo), "status", "--porcelain")
+    return {"sha": sha, "dirty": bool(changes), "changes": changes.splitlines()[:20]}
