@@ -44,20 +44,27 @@ GAVE_UP = re.compile(_gave_up(r"\d"), re.MULTILINE)
 """A line the script writes when it ends before Jupyter is reachable."""
 
 PEEK_SEPARATOR = "--- hpcjupyter: job log follows ---"
-WATCH_STEP = 0.2
-"""Seconds between two looks of the watch loop on the login node (a stat, not a scheduler query)."""
+WATCH_TICK = 0.05
+"""Seconds between two looks of the watch loop on the login node once the job script runs (a
+stat, not a scheduler query): Jupyter is then seconds from ready, and every look it lags is felt."""
+WATCH_IDLE_TICKS = 10
+"""While the script has not started (no log yet) the loop looks every 10 ticks (0.5 s): a queued
+job can wait for hours, and Jupyter needs seconds after the script starts anyway."""
 _WATCH_SH = (
     'd=$1; i=0; while [ "$i" -lt "$5" ]; do '
     'ls "$d" >/dev/null 2>&1; [ -s "$d/$2" ] && break; '
-    'tail -c 16384 "$d/$3" 2>/dev/null | grep -Eq "$6" && break; '
-    f"sleep {WATCH_STEP} 2>/dev/null || sleep 1; i=$((i + 1)); done; "
+    f'if [ -e "$d/$3" ]; then n=1; t={WATCH_TICK}; else n={WATCH_IDLE_TICKS}; t={WATCH_TICK * WATCH_IDLE_TICKS}; fi; '
+    f'if [ "$n" = 1 ] && [ $((i % {WATCH_IDLE_TICKS})) = 0 ]; then '
+    'tail -c 16384 "$d/$3" 2>/dev/null | grep -Eq "$6" && break; fi; '
+    'sleep "$t" 2>/dev/null || sleep 1; i=$((i + n)); done; '
     'm=$(ls -ln "$d/$2" 2>/dev/null | cut -c1-10); echo "$m"; '
     'cat "$d/$2" 2>/dev/null; printf "\\n%s\\n" "$4"; tail -c 16384 "$d/$3" 2>/dev/null'
 )
-"""$1 job dir, $2 connection file, $3 log, $4 separator, $5 looks at most, $6 the gave-up lines.
-Waits on the login node until the connection file appears, the script gives up, or the looks run
-out, then prints the file's mode (as ``ls -l`` shows it: portable), its text, the separator and
-the end of the log. ``ls`` of the directory first: on NFS it refreshes the attribute cache."""
+"""$1 job dir, $2 connection file, $3 log, $4 separator, $5 ticks at most, $6 the gave-up lines.
+Waits on the login node until the connection file appears, the script gives up (its log is read
+every 10 ticks), or the ticks run out, then prints the file's mode (as ``ls -l`` shows it:
+portable), its text, the separator and the end of the log. ``ls`` of the directory first: on NFS
+it refreshes the attribute cache."""
 
 
 def template_values() -> dict[str, str]:
@@ -92,7 +99,7 @@ def session_of(job_name: str) -> str | None:
 def watch_argv(job_dir: str, seconds: float) -> list[str]:
     """One round trip that returns the moment Jupyter is ready or the job gave up (or after
     ``seconds``): the client is told at once, with one remote command instead of many looks."""
-    looks = max(1, round(seconds / WATCH_STEP))  # at least one: time moves on every call
+    ticks = max(1, round(seconds / WATCH_TICK))  # at least one: time moves on every call
     return [
         "sh",
         "-c",
@@ -102,7 +109,7 @@ def watch_argv(job_dir: str, seconds: float) -> list[str]:
         CONNECTION,
         LOG,
         PEEK_SEPARATOR,
-        str(looks),
+        str(ticks),
         _gave_up("[0-9]"),
     ]
 

@@ -37,7 +37,7 @@ class QueuedSite:
     def run(self, argv: list[str], stdin: str | None = None, timeout: float | None = None) -> Result:
         """The watch command: it takes as long as its looks on the login node (nothing appears)."""
         self.peeks += 1
-        self.clock.sleep(int(argv[-2]) * protocol.WATCH_STEP)
+        self.clock.sleep(int(argv[-2]) * protocol.WATCH_TICK)
         return Result(0, f"\n\n{protocol.PEEK_SEPARATOR}\n", "")
 
 
