@@ -27,6 +27,7 @@ from typing import Any
 
 from bed import session_record, submit
 from fig_tunnel import NODE, our_tunnel, p95, raw_tunnel
+from jupyter_client import _api, execute_request  # tests/e2e (on the path by bed): the e2e tests' kernel client
 from measure import Figure, spread
 
 TARGETS = {"openssh": 0.95, "fabric": 0.8}
@@ -38,20 +39,9 @@ CODE = "1"
 # --- the client (run as its own process: python fig_kernel.py PORT KERNEL COUNT, token on stdin) ---
 
 
-def execute_request(session: str) -> tuple[str, str]:
-    """One ``execute_request`` of CODE on the shell channel: (msg_id, the JSON frame)."""
-    msg_id = uuid.uuid4().hex
-    header = {"msg_id": msg_id, "username": "bench", "session": session, "msg_type": "execute_request",
-              "version": "5.3"}
-    content = {"code": CODE, "silent": False, "store_history": False, "user_expressions": {},
-               "allow_stdin": False, "stop_on_error": True}
-    return msg_id, json.dumps({"header": header, "parent_header": {}, "metadata": {}, "channel": "shell",
-                               "content": content})
-
-
 def round_trip(socket: Any, session: str) -> float:
     """Seconds from sending one request to its ``execute_reply`` (iopub messages skipped)."""
-    msg_id, frame = execute_request(session)
+    msg_id, frame = execute_request(CODE, session, "bench")
     start = time.perf_counter()
     socket.send(frame)
     while True:
@@ -112,7 +102,6 @@ def methods(bench: Any, port: int) -> dict[str, tuple[list[str], int]]:
 
 
 def measure(bench: Any, figure: Figure, reps: int, count: int) -> None:
-    from jupyter_client import _api  # tests/e2e: the REST half of the e2e tests' kernel client
 
     info = start_jupyter(bench)
     token, port = info["token"], int(info["port"])

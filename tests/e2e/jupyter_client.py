@@ -19,6 +19,17 @@ def _api(port: int, token: str, method: str, path: str, body: Any = None) -> Any
         return json.loads(text) if text else None
 
 
+def execute_request(code: str, session: str, username: str = "test") -> tuple[str, str]:
+    """One ``execute_request`` of CODE on the shell channel: (its msg_id, the JSON frame)."""
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "username": username, "session": session, "msg_type": "execute_request",
+              "version": "5.3"}
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True}
+    return msg_id, json.dumps({"header": header, "parent_header": {}, "metadata": {}, "channel": "shell",
+                               "content": content})
+
+
 def run_code(port: int, token: str, code: str, timeout: float = 60) -> str:
     """Start a kernel, execute ``code``, return what it printed, shut the kernel down."""
     import websocket  # websocket-client, a test dependency
@@ -29,14 +40,8 @@ def run_code(port: int, token: str, code: str, timeout: float = 60) -> str:
             f"ws://127.0.0.1:{port}/api/kernels/{kernel['id']}/channels",
             header=[f"Authorization: token {token}"], timeout=timeout,
         )
-        msg_id = uuid.uuid4().hex
-        socket.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                       "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True},
-        }))
+        msg_id, frame = execute_request(code, uuid.uuid4().hex)
+        socket.send(frame)
         output = []
         while True:
             message = json.loads(socket.recv())
