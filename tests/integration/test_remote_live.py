@@ -32,6 +32,11 @@ from hpcjupyter.errors import RemoteError
 from hpcjupyter.transports import SshTarget, make_remote
 from hpcjupyter.tunnel import LOOPBACK, Tunnel, free_local_port, port_open
 
+# One root sshd for the module (module-scoped fixture, a port near 22990): under pytest -n its
+# tests must share one worker, or a second worker's sshd loses the port race and its clients
+# meet the first one's host key.
+pytestmark = pytest.mark.xdist_group("root-sshd")
+
 SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(p)), None)
 
 REQUIRED = os.environ.get("HPCJ_REQUIRE_TESTBED") == "1"
@@ -129,8 +134,12 @@ StrictModes no
 AllowTcpForwarding yes
 MaxSessions 50
 LogLevel INFO
+SetEnv HOME={d / "home"}
 """
     )
+    # The login's shell reads $HOME/.bashrc (bash does under sshd): root's own (pyenv init, ...) must
+    # not run in every test command; a command killed mid-`pyenv rehash` leaves its lock behind.
+    (d / "home").mkdir()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
     log = d / "sshd.log"
     with open(log, "w") as logf:
