@@ -232,6 +232,8 @@ def check_jupyter(ctx: Context) -> str:
         + (f"\nTo create one with JupyterLab, {site_way}" if site_way else ""),
         5: missing,
         6: "Check the module's name with 'module avail' on the login node.",
+        7: f"Fix or remove that env.setup line (the profile, or [sites.{ctx.name}] of your config): "
+        "the job runs it the same way and would end there. Run it by hand on the login node to see why.",
     }
     detail = said or first_line(result.stderr) or f"exit status {result.returncode}"
     raise HpcJupyterError(f"{detail}{where}.", hints.get(result.returncode, "Run the job's set-up by hand to see why."))

@@ -316,6 +316,14 @@ def test_the_jupyter_script_reports_a_module_that_does_not_load(tmp_path: Path,
     assert "module avail" in results[-1].detail
 
 
+def test_the_jupyter_script_reports_a_failing_setup_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job (set -e) would end at the failing line: doctor says which, before any job is queued."""
+    results = local_site(tmp_path, monkeypatch, setup=["true", "test -d /nonexistent-hpcj", "true"])
+    assert failed_at(results) == "jupyter"
+    assert results[-1].detail.startswith("env.setup failed (exit status 1): test -d /nonexistent-hpcj.")
+    assert "Fix or remove that env.setup line" in results[-1].detail
+
+
 def test_the_jupyter_script_is_valid_bash_with_every_part() -> None:
     from hpcjupyter.render import render_jupyter_check
     from hpcjupyter.request import build_request

@@ -494,3 +494,16 @@ def test_directive_filters_refuse_what_a_scheduler_would_misread(sandbox: Sandbo
     for field, value in (("account", "e1 --uid=0"), ("qos", "a'b"), ("session_id", "x y")):
         with pytest.raises(RequestError, match="cannot go into a scheduler directive"):
             render(profile, dataclasses.replace(request, **{field: value}), USER)
+
+
+def test_a_failing_setup_line_ends_the_job_and_its_log_names_it(
+        sandbox: Sandbox, started: list[subprocess.Popen[bytes]]) -> None:
+    """What doctor reports for the same line (status 7): the job stops there, before Jupyter."""
+    profile = sandbox.personal("local", 'env.setup = ["true", "test -d /nonexistent-hpcj", "touch never-here"]')
+    request = build_request(profile, {}, SESSION)
+    directory = Path(job_dir(profile, request))
+    proc = start(sandbox.root, render(profile, request), job_env(sandbox.root, FAKE_JUPYTER="serve"), started)
+    assert proc.wait(timeout=20) == 7
+    log = (directory / "job.log").read_text()
+    assert "env.setup failed (exit status 1): test -d /nonexistent-hpcj" in log
+    assert not (sandbox.root / "jupyter-record.json").exists() and not (sandbox.root / "cwd" / "never-here").exists()
