@@ -4,11 +4,13 @@ job-side protocol run for real with bash (a fake Jupyter, and real JupyterLab wh
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -456,6 +458,34 @@ JUPYTER = Path(sys.executable).parent / "jupyter-lab"
 
 
 @pytest.mark.skipif(not JUPYTER.exists(), reason="jupyterlab is not installed in this environment")
+def server_nodelay(pid: int, port: int, peer_port: int) -> int:
+    """TCP_NODELAY of process PID's socket on PORT connected to PEER_PORT, read on a copy of its
+    file descriptor (pidfd_getfd, Linux >= 5.6; a child of this process may be inspected)."""
+    pidfd_getfd = 438  # the syscall's number on x86_64 and arm64 alike
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            copy = libc.syscall(pidfd_getfd, pidfd, int(fd), 0)
+            if copy < 0:
+                continue
+            if not stat.S_ISSOCK(os.fstat(copy).st_mode):
+                os.close(copy)
+                continue
+            with socket.socket(fileno=copy) as end:
+                if end.family not in (socket.AF_INET, socket.AF_INET6) or end.type != socket.SOCK_STREAM:
+                    continue
+                try:
+                    ours = end.getsockname()[1] == port and end.getpeername()[1] == peer_port
+                except OSError:  # the listening socket
+                    continue
+                if ours:
+                    return int(end.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"no socket of process {pid} on port {port} from {peer_port}")
+
+
 def test_real_jupyterlab_started_by_the_local_script(sandbox: Sandbox, started: list[subprocess.Popen[bytes]]) -> None:
     profile = sandbox.personal("local")
     request = build_request(profile, {}, SESSION)
@@ -477,6 +507,11 @@ def test_real_jupyterlab_started_by_the_local_script(sandbox: Sandbox, started: 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url, timeout=60)
     assert refused.value.code == 403
+    # Jupyter's end of a connection sends small writes at once (the job's config turns Nagle off).
+    with socket.create_connection(("127.0.0.1", data["port"]), timeout=60) as client:
+        client.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(12).startswith(b"HTTP/1.1")
+        assert server_nodelay(data["pid"], data["port"], client.getsockname()[1]) == 1
     # The marker line follows connection.json (written first, atomically): wait for it.
     wait_for(lambda: "HPCJUPYTER_READY" in (directory / "job.log").read_text(), 30, "the ready marker")
     log = (directory / "job.log").read_text()
