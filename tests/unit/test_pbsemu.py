@@ -99,6 +99,7 @@ class Emu:
             "sched_delay": 0, "kill_delay": 2, "python": sys.executable,
             "pbsemu": str(PBS / "pbsemu.py"), "mom_launch": "local",
             "time_scale": time_scale, "status_delay": 0.2,
+            "home": self.workdir,  # the recording's home is its workdir; not the real home's .profile
         }
         (root / "config.json").write_text(json.dumps(config))
         self.env = {
@@ -144,9 +145,7 @@ class Emu:
         # the User column of `qstat` (16 wide) and the Username column of `qstat -a` (8 wide)
         text = text.replace(f" {self.user[:16]:<16}  ", f" {'pbsuser':<16}  ")
         text = text.replace(f" {self.user[:8]:<8} ", f" {'pbsuser':<8} ")
-        text = re.sub(rf"\b{re.escape(self.user)}@pbshost", "pbsuser@pbshost", text)
-        home = os.path.expanduser("~")
-        return re.sub(rf'(jobdir = |"jobdir":"){re.escape(home)}\b', rf"\1{RECORDED_WORKDIR}", text)
+        return re.sub(rf"\b{re.escape(self.user)}@pbshost", "pbsuser@pbshost", text)
 
     def stop_all(self) -> None:
         jobs = [p for p in (self.root / "spool" / "jobs").glob("*.json")]

@@ -507,11 +507,18 @@ def test_real_jupyterlab_started_by_the_local_script(sandbox: Sandbox, started: 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url, timeout=60)
     assert refused.value.code == 403
-    # Jupyter's end of a connection sends small writes at once (the job's config turns Nagle off).
-    with socket.create_connection(("127.0.0.1", data["port"]), timeout=60) as client:
-        client.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert client.recv(12).startswith(b"HTTP/1.1")
-        assert server_nodelay(data["pid"], data["port"], client.getsockname()[1]) == 1
+    # Jupyter's end of a websocket sends small messages at once (the job's config turns Nagle off;
+    # tornado leaves it on, and a kernel's reply then waits for the browser's delayed ACK).
+    import websocket  # websocket-client, a test dependency
+
+    ws = websocket.create_connection(f"ws://127.0.0.1:{data['port']}/api/events/subscribe",
+                                     header=[f"Authorization: token {data['token']}"], timeout=60)
+    try:
+        # the server sets it right after sending the 101 the client has read: wait for it
+        peer = ws.sock.getsockname()[1]
+        wait_for(lambda: server_nodelay(data["pid"], data["port"], peer) == 1, 10, "TCP_NODELAY on the websocket")
+    finally:
+        ws.close()
     # The marker line follows connection.json (written first, atomically): wait for it.
     wait_for(lambda: "HPCJUPYTER_READY" in (directory / "job.log").read_text(), 30, "the ready marker")
     log = (directory / "job.log").read_text()

@@ -1222,7 +1222,7 @@ def runner(seq):
                         state="R", substate=41, node=node, slot=slot, stime=int(now),
                         exec_host=f"{node}/{slot}" + (f"*{ncpus}" if ncpus > 1 else ""),
                         run_count=j.get("run_count", 0) + 1,
-                        jobdir=pwd.getpwuid(os.getuid()).pw_dir,   # PBS_JOBDIR: the home
+                        jobdir=user_home(),   # PBS_JOBDIR: the home
                     )
                     j["comment"] = (
                         time.strftime("Job run at %a %b %d at %H:%M on ", time.localtime(now))
@@ -1291,6 +1291,14 @@ def run_job(seq, node):
         return 1
     _, status, cput_s, maxrss = ex.split()
     status = int(status)
+    ran = next((float(l.split()[1]) for l in lines if l.startswith("ENDED ")), None)
+    if ran is not None and ran < STATUS_DELAY and j.get("session_id") is not None:
+        # Ended before the mom's first report: the runner's own reading was late (a busy machine),
+        # not the job; PBS reports no session id or use for such a job.
+        with Lock():
+            j = load(seq)
+            j.pop("session_id", None)
+            save(j)
     if killed == "walltime":
         status = JOB_EXEC_KILL_WALLTIME
     with Lock():
@@ -1349,6 +1357,12 @@ def strip_host(path):
     return path.split(":", 1)[1] if ":" in path else path
 
 
+def user_home():
+    """The job owner's home (passwd), or the config's "home": the unit tests run jobs as whoever
+    runs them, and a login shell in root's own home would run its .profile (pyenv, ...)."""
+    return CFG.get("home") or pwd.getpwuid(os.getuid()).pw_dir
+
+
 def mom(seq, node=None):
     j = load(seq)
     node = node or socket.gethostname()
@@ -1366,7 +1380,7 @@ def mom(seq, node=None):
     env = {k: v for k, v in j["variables"]}
     env.setdefault("PATH", "/bin:/usr/bin")
     env.update({
-        "HOME": user.pw_dir, "LOGNAME": user.pw_name, "USER": user.pw_name,
+        "HOME": user_home(), "LOGNAME": user.pw_name, "USER": user.pw_name,
         "SHELL": j.get("shell") or user.pw_shell, "MAIL": f"/var/mail/{user.pw_name}",
         "PBS_ENVIRONMENT": "PBS_BATCH", "ENVIRONMENT": "BATCH",
         "PBS_JOBID": jid, "PBS_JOBNAME": j["name"], "PBS_QUEUE": j["queue"],
@@ -1404,6 +1418,7 @@ def mom(seq, node=None):
     )
     sid = child.pid
     print(f"STARTED {sid}", flush=True)
+    began = time.monotonic()
 
     kill_state = {"reason": None}
 
@@ -1425,7 +1440,7 @@ def mom(seq, node=None):
 
     threading.Thread(target=watch_stdin, daemon=True).start()
     _, wstatus, ru = os.wait4(child.pid, 0)
-    print("ENDED", flush=True)
+    print(f"ENDED {time.monotonic() - began:.3f}", flush=True)  # how long it ran, as the mom saw it
     # whatever the job left behind in its session dies with it
     kill_session(sid, signal.SIGTERM)
     time.sleep(0.2)
@@ -1457,7 +1472,7 @@ def copy_out(src, dst):
         os.unlink(src)
     except OSError as e:
         # PBS keeps undeliverable output in the user's home, under undelivered/
-        home = pwd.getpwuid(os.getuid()).pw_dir
+        home = user_home()
         os.makedirs(os.path.join(home, "undelivered"), exist_ok=True)
         shutil.move(src, os.path.join(home, "undelivered", os.path.basename(src)))
         print(f"mom: stage-out of {dst} failed: {e}", file=sys.stderr, flush=True)
