@@ -140,8 +140,8 @@ def report(figure: Figure, medians: dict[str, list[float]], every: dict[str, lis
                        f">= {target}x", ratio["median"] >= target)
     figure.notes.append("floor: the client in node1's network namespace, straight to Jupyter on the node's "
                         "loopback; raw: ssh -tt -L through login (jump: ssh -J login to the node)")
-    figure.notes.append("Jupyter's kernel websocket writes each message with Nagle on (jupyter_server never calls "
-                        "set_nodelay): execute_reply waits ~40 ms for the reader's delayed ACK, floor included")
+    figure.notes.append("the job turns Nagle off on Jupyter's websockets (jupyter_server never calls set_nodelay; "
+                        "without it every execute_reply waited ~40 ms for the reader's delayed ACK, floor included)")
 
 
 def latency(times: list[float]) -> str:
