@@ -177,7 +177,8 @@ def submit(
             )
     site = default_site(site)
     flags = request_flags(locals())
-    profile, _ = profiles().load(site)
+    loaded = profiles().load(site)  # once: discovery, validation and its warnings
+    profile = loaded[0]
     request = build_request(profile, flags)
     ui = make_ui(ctx)
     if dry_run:
@@ -191,7 +192,7 @@ def submit(
     from hpcjupyter.submitting import submit as submit_job
 
     options = _connect_options(local_port, timeout, cancel_on_exit) if connect_after else None
-    site_obj = open_site_for(site, ui)
+    site_obj = open_site_for(site, ui, loaded)
     session = submit_job(site_obj, request)
     if as_json:
         from hpcjupyter import protocol

@@ -17,7 +17,8 @@ from typer.core import TyperGroup
 from hpcjupyter.errors import HpcJupyterError
 
 if TYPE_CHECKING:
-    from hpcjupyter.profiles import ProfileSet
+    from hpcjupyter.profiles import Origins, ProfileSet
+    from hpcjupyter.schema import Profile
     from hpcjupyter.site import Site
     from hpcjupyter.ui import UI
 
@@ -136,14 +137,15 @@ def make_ui(ctx: typer.Context) -> UI:
     return UI(quiet=given.quiet, verbose=given.verbose)
 
 
-def open_site_for(name: str, ui: UI) -> Site:
-    """The site's merged profile and scheduler adapter; ssh prompts go to this terminal.
-    With -v the exact ssh command of the login is shown, so a failing login can be tried by hand."""
+def open_site_for(name: str, ui: UI, loaded: tuple[Profile, Origins] | None = None) -> Site:
+    """The site's merged profile (LOADED if the caller has it already) and scheduler adapter; ssh
+    prompts go to this terminal. With -v the exact ssh command of the login is shown, so a failing
+    login can be tried by hand."""
     from hpcjupyter.schedulers import get_scheduler
     from hpcjupyter.site import Site
     from hpcjupyter.transports.prompts import TerminalPrompter
 
-    profile, origins = profiles().load(name)
+    profile, origins = loaded or profiles().load(name)
     site = Site(
         profile=profile,
         origins=origins,

@@ -91,6 +91,17 @@ class Testbed:
             return 0
         return sum(1 for line in text.splitlines() if line.startswith("Accepted "))
 
+    def log_size(self, which: str) -> int:
+        """A mark in that sshd's log: `accepted_since` reads only what is logged after it."""
+        return self.sshd_log(which).stat().st_size
+
+    def accepted_since(self, which: str, offset: int) -> list[str]:
+        """The 'Accepted ...' lines that sshd logged after byte OFFSET of its log."""
+        with open(self.sshd_log(which), "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        return [line for line in text.splitlines() if line.startswith("Accepted ")]
+
     def _holder(self, host: str) -> str:
         return (self.dir / "run" / f"holder-{host}.pid").read_text().strip()
 

@@ -131,3 +131,13 @@ def wait_until(predicate: Callable[[], Any], seconds: float, what: str, step: fl
             return value
         assert time.monotonic() < deadline, f"timed out after {seconds:g} s waiting for {what}"
         time.sleep(step)
+
+
+def laptop_port(pid: int, server_port: int) -> int | None:
+    """The laptop-side TCP port of process PID's connection to the sshd on SERVER_PORT."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dport", "=", f":{server_port}"],
+                         capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            return int(line.split()[2].rsplit(":", 1)[1])
+    return None

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 from clihelpers import Cli, control_sockets, master_pid, pid_alive, port_and_token, read_url, stop
+from tbcli import laptop_port
 from tbprofiles import profile_text
 
 from hpcjupyter.probe import api_status
@@ -115,24 +116,6 @@ def sshd_greets(testbed: Any) -> bool:
         return False
 
 
-def logins_since(testbed: Any, offset: int) -> list[str]:
-    """The login sshd's 'Accepted' lines after byte OFFSET of its log (the bed is held alone)."""
-    with open(testbed.sshd_log("login"), "rb") as log:
-        log.seek(offset)
-        text = log.read().decode(errors="replace")
-    return [line for line in text.splitlines() if line.startswith("Accepted ")]
-
-
-def laptop_port(pid: int, server_port: int) -> int | None:
-    """The laptop-side TCP port of process PID's connection to the sshd on SERVER_PORT."""
-    out = subprocess.run(["ss", "-Htnp", "state", "established", "dport", "=", f":{server_port}"],
-                         capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        if f"pid={pid}," in line:
-            return int(line.split()[2].rsplit(":", 1)[1])
-    return None
-
-
 def cancel_quietly(testbed: Any, *job_ids: str) -> None:
     if job_ids:
         testbed.ssh(testbed.login_alias, "scancel " + " ".join(job_ids))
@@ -183,7 +166,7 @@ def test_login_sshd_restart_session_goes_on(cli: Cli, disruptive: Any) -> None:
         connect = run.process
         url = read_url(connect)
         port, token = port_and_token(url)
-        offset = testbed.sshd_log("login").stat().st_size  # count only the logins from here on
+        offset = testbed.log_size("login")  # count only the logins from here on
 
         old_sshd = sshd_pid(testbed)
         testbed.restart_sshd("login")
@@ -191,7 +174,7 @@ def test_login_sshd_restart_session_goes_on(cli: Cli, disruptive: Any) -> None:
         wait_for(lambda: sshd_greets(testbed), 10, "the restarted sshd to answer", 0.05)
         assert api_status(port, "/", token, timeout=5.0) == 200
         assert listed(cli, job)["state"] == "RUNNING"  # a new command over the same master
-        assert logins_since(testbed, offset) == [], "the restart must not force a new login"
+        assert testbed.accepted_since("login", offset) == [], "the restart must not force a new login"
 
         # As if the restart had dropped the connections: the master (our own process) dies.
         testbed.restart_sshd("login")
@@ -204,7 +187,7 @@ def test_login_sshd_restart_session_goes_on(cli: Cli, disruptive: Any) -> None:
         assert took is not None, "connect did not restore the tunnel through a new master"
         new_master = master_pid(sock)
         assert new_master is not None and new_master != master
-        (new_login,) = logins_since(testbed, offset)  # exactly one new login: the new master's
+        (new_login,) = testbed.accepted_since("login", offset)  # exactly one new login: the new master's
         assert f" port {laptop_port(new_master, testbed.ports['login'])} " in new_login, new_login
         assert connect.poll() is None
     stderr = run.stderr

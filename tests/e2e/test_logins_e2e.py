@@ -12,13 +12,12 @@ exclusively (`disruptive`) and count only the lines logged after they started.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 
 import pexpect
 import pytest
 from clihelpers import port_and_token
-from tbcli import control_sockets, master_pid, short_cli
+from tbcli import control_sockets, laptop_port, master_pid, short_cli
 from tbprofiles import profile_text
 
 from hpcjupyter.probe import api_status
@@ -63,28 +62,6 @@ class Terminal:
         return child.exitstatus, self.transcript[start:]
 
 
-def new_accepted(testbed, which: str, offset: int) -> list[str]:
-    """'Accepted ...' lines the sshd logged after byte ``offset`` of its log."""
-    with open(testbed.sshd_log(which), "rb") as log:
-        log.seek(offset)
-        text = log.read().decode(errors="replace")
-    return [line for line in text.splitlines() if line.startswith("Accepted ")]
-
-
-def log_size(testbed, which: str) -> int:
-    return testbed.sshd_log(which).stat().st_size
-
-
-def master_port(pid: int, server_port: int) -> int | None:
-    """The laptop-side TCP port of the master's connection to the sshd on ``server_port``."""
-    out = subprocess.run(["ss", "-Htnp", "state", "established", "dport", "=", f":{server_port}"],
-                         capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        if f"pid={pid}," in line:
-            return int(line.split()[2].rsplit(":", 1)[1])
-    return None
-
-
 def job_of(output: str) -> str:
     match = re.search(r'"job_id": "([^"]+)"', output)
     assert match, output
@@ -105,7 +82,7 @@ def whole_session(testbed, cli, site: str, which: str, prompt: str, secret, canc
     (openssh), or one of each per invocation (fabric)."""
     fabric = transport == "fabric"
     term = Terminal(cli, prompt)
-    offset = log_size(testbed, which)
+    offset = testbed.log_size(which)
     code, out = term.run("submit", "--site", site, "--json", answers=(secret(),))
     assert code == 0, out
     job = job_of(out)
@@ -139,11 +116,11 @@ def whole_session(testbed, cli, site: str, which: str, prompt: str, secret, canc
     logins = 4 if fabric else 1
     assert term.prompts == logins, f"{term.prompts} prompts:\n{term.transcript}"
     assert len(re.findall(prompt, term.transcript)) == logins, term.transcript
-    accepted = new_accepted(testbed, which, offset)
+    accepted = testbed.accepted_since(which, offset)
     assert len(accepted) == logins, accepted
     if not fabric:
         assert control_sockets(cli) == [sock] and master_pid(sock) == pid, "the master was replaced"
-        ours = master_port(pid, testbed.ports[which])
+        ours = laptop_port(pid, testbed.ports[which])
         assert ours is not None
         assert f" port {ours} " in accepted[0], accepted
     assert secret.last not in term.transcript  # answers are read without echo
@@ -193,22 +170,22 @@ def test_wrong_answer_is_asked_again(cli, disruptive, which: str, transport: str
     wrong = bad_totp(testbed) if which == "mfa" else testbed.password + "-wrong"
     cli.write_profile("tb-ask", profile_text(testbed, host=alias, transport=transport))
     term = Terminal(cli, prompt)
-    offset = log_size(testbed, which)
+    offset = testbed.log_size(which)
     right = testbed.totp() if which == "mfa" else testbed.password
     code, _ = term.run("status", "987654321", "--site", "tb-ask", answers=(wrong, right))
     assert term.prompts == 2, term.transcript
     # Logged in: the scheduler answered (an id it does not know), no ssh error.
     assert code == 1 and "not known to the scheduler on tb-ask" in term.transcript, term.transcript
     assert wrong not in term.transcript and right not in term.transcript
-    assert len(new_accepted(testbed, which, offset)) == 1
+    assert len(testbed.accepted_since(which, offset)) == 1
     if transport == "fabric":
         if which == "pw":  # (not with TOTP: a fresh step each time; whole_session covers it there)
             # No login outlives a fabric process: the next invocation asks once more, and only once.
             code, out = term.run("status", "987654321", "--site", "tb-ask", answers=(testbed.password,))
             assert code == 1 and "not known to the scheduler" in out and term.prompts == 3, out
-            assert len(new_accepted(testbed, which, offset)) == 2
+            assert len(testbed.accepted_since(which, offset)) == 2
         return
     # The login is kept: the next invocation asks nothing.
     code, out = term.run("status", "987654321", "--site", "tb-ask")
     assert code == 1 and "not known to the scheduler" in out and term.prompts == 2, out
-    assert len(new_accepted(testbed, which, offset)) == 1
+    assert len(testbed.accepted_since(which, offset)) == 1

@@ -144,17 +144,6 @@ def sessions(twins: Twins) -> dict[str, Case]:
 SESSIONS = ["archer2-pip-user", "cirrus-venv", "imperial-cx3-conda"]
 
 
-def log_size(bed: Any, which: str) -> int:
-    return bed.sshd_log(which).stat().st_size
-
-
-def accepted_since(bed: Any, which: str, offset: int) -> list[str]:
-    with open(bed.sshd_log(which), "rb") as log:
-        log.seek(offset)
-        text = log.read().decode(errors="replace")
-    return [line for line in text.splitlines() if line.startswith("Accepted ")]
-
-
 def scheduler_cancel(twins: Twins, site: str, job: str) -> None:
     """Leave nothing queued, whatever the test did (as root on the login host)."""
     if site == "imperial-cx3":
@@ -174,7 +163,7 @@ def test_builtin_profile_doctor_submit_connect_cancel_on_its_twin(
     case = sessions(twins)[name]
     (cli.home / "config.toml").write_text(user_config(twins, case.site, case.config))
     term = terminal_for(twins, cli, case.site)
-    offset = log_size(twins.bed, case.sshd)
+    offset = twins.bed.log_size(case.sshd)
     t0 = time.monotonic()
 
     code, out = term.run("doctor", "--site", case.site)
@@ -222,7 +211,7 @@ def test_builtin_profile_doctor_submit_connect_cancel_on_its_twin(
     assert term.prompts == 1, f"{term.prompts} prompts:\n{term.transcript}"
     assert all(answer not in term.transcript for answer in term.answers)  # read without echo
     assert control_sockets(cli) == [sock] and master_pid(sock) == pid, "the login was replaced"
-    accepted = accepted_since(twins.bed, case.sshd, offset)
+    accepted = twins.bed.accepted_since(case.sshd, offset)
     assert len(accepted) == 1 and f"for {cli_user(twins, case.site)} from" in accepted[0], accepted
     print(f"{name}: doctor {doctor_s:.1f} s, submit to Jupyter answering {ready_s:.1f} s, "
           f"all {time.monotonic() - t0:.1f} s")

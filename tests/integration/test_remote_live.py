@@ -11,26 +11,24 @@ a failure -- a broken sshd start must not turn into a row of skips.
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 from fakes import FakePrompter
+from webserver import get, http_server
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.transports import SshTarget, make_remote
-from hpcjupyter.tunnel import LOOPBACK, Tunnel, free_local_port, port_open
+from hpcjupyter.tunnel import Tunnel, free_local_port, port_open
 
 # One root sshd for the module (module-scoped fixture, a port near 22990): under pytest -n its
 # tests must share one worker, or a second worker's sshd loses the port race and its clients
@@ -185,21 +183,8 @@ def cleanup() -> Iterator[Callable[[Any], Any]]:
 @pytest.fixture(scope="module")
 def web() -> Iterator[int]:
     """Stands in for Jupyter: an HTTP server on 127.0.0.1."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-def get(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-        return int(r.status)
+    with http_server() as port:
+        yield port
 
 
 def get_within(port: int, seconds: float) -> float:

@@ -3,13 +3,11 @@ transport's ``open_tunnel``. The openssh tunnels' argv is tested in test_remote_
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
-import urllib.request
 from typing import Iterator
 
 import pytest
+from webserver import get, http_server
 
 from hpcjupyter.errors import RemoteError
 from hpcjupyter.transports.local import LocalRemote
@@ -50,21 +48,8 @@ def test_free_local_port_refuses_privileged(port: int) -> None:
 
 @pytest.fixture
 def web() -> Iterator[int]:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-def get(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-        return int(r.status)
+    with http_server() as port:
+        yield port
 
 
 def test_local_tunnel_forwards_closes_and_reopens(web: int) -> None:
