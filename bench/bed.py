@@ -32,21 +32,17 @@ for _path in (REPO, REPO / "tests", REPO / "tests" / "e2e"):
         sys.path.insert(0, str(_path))
 
 from clihelpers import Cli  # noqa: E402
-from conftest import DEFAULT_DIR, TESTBED_SH, Testbed  # noqa: E402
+from conftest import DEFAULT_DIR, Testbed, bed_lock, ensure_up  # noqa: E402
 from tbprofiles import profile_text  # noqa: E402
 
-LOCK = DEFAULT_DIR.parent / ".hpcj-testbed-users.lock"
 SLURM_QUERIES = ("squeue", "sacct", "scontrol")
 PBS_QUERIES = ("qstat",)
 
 
 def bring_up(directory: Path = DEFAULT_DIR) -> Testbed:
     """The running bed (started with `testbed.sh up` if it is down; never taken down here)."""
-    env = {**os.environ, "HPCJ_TESTBED_DIR": str(directory)}
-    status = subprocess.run(["bash", str(TESTBED_SH), "status"], capture_output=True, text=True, env=env)
-    if status.returncode != 0:
-        print("test bed is down: bringing it up (tests/cluster/testbed.sh up)", file=sys.stderr)
-        subprocess.run(["bash", str(TESTBED_SH), "up"], check=True, env=env)
+    if ensure_up(directory):
+        print("test bed was down: brought it up (tests/cluster/testbed.sh up)", file=sys.stderr)
     return Testbed(directory)
 
 
@@ -68,13 +64,13 @@ class Bench:
         self.clis: list[Cli] = []
         self.cleanups: list[Any] = []
         self._numbers = itertools.count(1)  # names of stderr files (two threads start processes)
-        self._lock_file: Any = None
+        self._hold = contextlib.ExitStack()
 
     # ---- set-up and tear-down ------------------------------------------------------------
     def __enter__(self) -> Bench:
         # Shared: fault tests (link down, sshd restarts) take the lock exclusively and wait for us.
-        self._lock_file = open(LOCK, "w")
-        fcntl.flock(self._lock_file, fcntl.LOCK_SH)
+        self._hold = contextlib.ExitStack()
+        self._hold.enter_context(bed_lock(fcntl.LOCK_SH))
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.tag, "-f", str(self.key)],
                        check=True)
         out = subprocess.run(["ssh-keygen", "-lf", f"{self.key}.pub"], capture_output=True, text=True, check=True)
@@ -101,9 +97,7 @@ class Bench:
                 step()
             except Exception as exc:  # report, keep cleaning
                 print(f"cleanup step failed: {exc!r}", file=sys.stderr)
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        self._hold.close()
 
     def _stop_processes(self) -> None:
         for process in self.processes:

@@ -156,8 +156,9 @@ class Testbed:
     def restart_sshd(self, which: str) -> None:
         """Restart one sshd listener (login, mfa, pw, node1, node2): established sessions and
         ControlMaster connections survive, as on a real restart."""
-        subprocess.run(["bash", str(TESTBED_SH), "restart-sshd", SSHD_NAMES[which]],
-                       env=self._env(), check=True, capture_output=True, text=True)
+        r = subprocess.run(["bash", str(TESTBED_SH), "restart-sshd", SSHD_NAMES[which]],
+                           env=self._env(), capture_output=True, text=True)
+        assert r.returncode == 0, f"restart-sshd {which} failed (exit {r.returncode}):\n{r.stderr}"
 
     def fail_next(self, command: str, n: int, message: str | None = None, rc: int = 1) -> None:
         """The next N calls of COMMAND (squeue, sacct, scontrol, sbatch, scancel, sinfo, qsub,
@@ -245,6 +246,27 @@ def _healthy(directory: Path) -> bool:
     return r.returncode == 0
 
 
+def ensure_up(directory: Path) -> bool:
+    """Bring the bed in DIRECTORY up unless it is healthy; True if this call brought it up.
+
+    The health check holds the bed like a test does: while a fault test has it alone (sshd
+    restarting, link down), `status` fails on purpose, and an `up` then would tear the bed down
+    under that test and give it new credentials. When several processes get here at once (pytest
+    -n, a benchmark), the first finds the bed down and brings it up alone; the others find it up.
+    Raises RuntimeError with up's error output if `up` fails."""
+    with bed_lock(fcntl.LOCK_SH):
+        if _healthy(directory):
+            return False
+    with bed_lock(fcntl.LOCK_EX):
+        if _healthy(directory):
+            return False
+        r = subprocess.run(["bash", str(TESTBED_SH), "up"], capture_output=True, text=True,
+                           env={**os.environ, "HPCJ_TESTBED_DIR": str(directory)})
+        if r.returncode != 0:
+            raise RuntimeError(f"`testbed.sh up` failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
+        return True
+
+
 @pytest.fixture(scope="session")
 def testbed():
     require = os.environ.get("HPCJ_REQUIRE_TESTBED") == "1"
@@ -259,17 +281,13 @@ def testbed():
     if os.geteuid() != 0:
         unavailable("needs root (network namespaces, daemons); run as root or point "
                     "HPCJ_TESTBED_DIR at a bed brought up with tests/cluster/testbed.sh up")
-    # pytest -n: several workers get here at once; one brings the bed up, the others find it up.
-    with _bed_lock(fcntl.LOCK_EX, name=".hpcj-testbed-up.lock", gate=False):
-        if not _healthy(directory):
-            env = {**os.environ, "HPCJ_TESTBED_DIR": str(directory)}
-            r = subprocess.run(["bash", str(TESTBED_SH), "up"], env=env, capture_output=True, text=True)
-            if r.returncode != 0:
-                unavailable(f"`testbed.sh up` failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
-            if os.environ.get("HPCJ_TESTBED_KEEP") != "1":
-                bed_owner.claim(directory)
+    try:
+        if ensure_up(directory) and os.environ.get("HPCJ_TESTBED_KEEP") != "1":
+            bed_owner.claim(directory)
+    except RuntimeError as e:
+        unavailable(str(e))
     bed = Testbed(directory)
-    with _bed_lock(fcntl.LOCK_SH):  # faults are only set under the exclusive lock: none is live now
+    with bed_lock(fcntl.LOCK_SH):  # faults are only set under the exclusive lock: none is live now
         bed.clear_faults()
     return bed
 
@@ -284,24 +302,22 @@ def _testbed_share(request):
     if "disruptive" in request.fixturenames or request.node.get_closest_marker("e2e") is None:
         yield
         return
-    with _bed_lock(fcntl.LOCK_SH):
+    with bed_lock(fcntl.LOCK_SH):
         yield
 
 
 @contextlib.contextmanager
-def _bed_lock(mode: int, name: str = ".hpcj-testbed-users.lock", gate: bool = True):
-    """flock NAME beside the bed. With GATE, a test waiting for the exclusive lock makes later
-    arrivals queue behind it: without it, test processes running side by side (pytest -n) would
-    keep the shared lock held between them and starve a fault test for good."""
+def bed_lock(mode: int):
+    """flock the bed's users lock. A gate makes a test waiting for the exclusive lock hold back
+    later arrivals: without it, test processes running side by side (pytest -n) would keep the
+    shared lock held between them and starve a fault test for good."""
     DEFAULT_DIR.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        if gate:
-            turnstile = stack.enter_context(open(DEFAULT_DIR.parent / ".hpcj-testbed-gate.lock", "w"))
-            fcntl.flock(turnstile, fcntl.LOCK_EX)
-        handle = stack.enter_context(open(DEFAULT_DIR.parent / name, "w"))
+        turnstile = stack.enter_context(open(DEFAULT_DIR.parent / ".hpcj-testbed-gate.lock", "w"))
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        handle = stack.enter_context(open(DEFAULT_DIR.parent / ".hpcj-testbed-users.lock", "w"))
         fcntl.flock(handle, mode)
-        if gate:
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
         yield
 
 
@@ -313,7 +329,7 @@ def disruptive(testbed):
     test that does not): each new exclusive hold waits for every other test on the bed to end."""
     if _ALONE.get("hold") is None:
         hold = contextlib.ExitStack()
-        hold.enter_context(_bed_lock(fcntl.LOCK_EX))
+        hold.enter_context(bed_lock(fcntl.LOCK_EX))
         _ALONE["hold"] = hold
     testbed.clear_faults()
     try:

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -510,6 +511,41 @@ def test_link_down_and_restart_sshd(disruptive):
     testbed.restart_sshd("login")
     assert pid_file.read_text() != old
     assert testbed.ssh(testbed.login_alias, "true").returncode == 0
+
+
+def _blocked_on_a_lock(pid: int) -> bool:
+    """PID waits for an flock (a `->` line of /proc/locks)."""
+    return any(line.split()[1:2] == ["->"] and line.split()[5:6] == [str(pid)]
+               for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_a_test_run_starting_while_the_bed_is_broken_on_purpose_waits(disruptive):
+    """A pytest worker that starts its first bed test while a fault test holds the bed alone with
+    an sshd stopped must wait for it, not find the bed "down" and bring up a new one under it (new
+    password, new TOTP secret: every later login failed in CI)."""
+    tb = disruptive
+    password = (tb.dir / "laptop" / "password").read_text()
+    holder = (tb.dir / "run" / "holder-login.pid").read_text()
+    pid_file = tb.dir / "run" / "sshd-pw.pid"
+    os.kill(int(pid_file.read_text()), 15)
+    wait_until(lambda: not pid_file.exists(), what="sshd-pw to stop")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-q",
+         f"{Path(__file__)}::test_laptop_reaches_login_only"],
+        env={**env, "HPCJ_TESTBED_DIR": str(tb.dir), "HPCJ_TESTBED_KEEP": "1"},
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        wait_until(lambda: child.poll() is not None or _blocked_on_a_lock(child.pid), timeout=60,
+                   interval=0.1, what="the new test run to wait for the bed")
+        assert child.poll() is None, child.communicate()[0]
+        assert (tb.dir / "laptop" / "password").read_text() == password
+        assert (tb.dir / "run" / "holder-login.pid").read_text() == holder
+    finally:
+        child.kill()
+        child.communicate()
+        tb.restart_sshd("pw")
 
 
 # ---- site twins (testbed.sh up --twin) -----------------------------------------------------
