@@ -44,11 +44,12 @@ GAVE_UP = re.compile(_gave_up(r"\d"), re.MULTILINE)
 """A line the script writes when it ends before Jupyter is reachable."""
 
 PEEK_SEPARATOR = "--- hpcjupyter: job log follows ---"
-WATCH_TICK = 0.05
+WATCH_TICK = 0.02
 """Seconds between two looks of the watch loop on the login node once the job script runs (a
-stat, not a scheduler query): Jupyter is then seconds from ready, and every look it lags is felt."""
-WATCH_IDLE_TICKS = 10
-"""While the script has not started (no log yet) the loop looks every 10 ticks (0.5 s): a queued
+stat, not a scheduler query): Jupyter is then seconds from ready, and every look it lags is felt
+(a look is two short processes; the few seconds Jupyter takes to start cost ~100 of them a second)."""
+WATCH_IDLE_TICKS = 25
+"""While the script has not started (no log yet) the loop looks every 25 ticks (0.5 s): a queued
 job can wait for hours, and Jupyter needs seconds after the script starts anyway."""
 _WATCH_SH = (
     'd=$1; i=0; while [ "$i" -lt "$5" ]; do '
