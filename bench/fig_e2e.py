@@ -22,6 +22,7 @@ execs in place) → its runtime file written. The overhead is split on one clock
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,8 @@ TARGET_OVERHEAD = 0.5
 STAGES = ("submit -> sbatch", "sbatch -> job script", "job script -> jupyter process", "jupyter's own start",
           "runtime file -> URL")
 """The parts of submit → URL, in order; all but Jupyter's own start are the overhead."""
+LOGIN = "plain ssh login"
+"""A login of its own just before each repetition: the part of the overhead no launcher avoids."""
 
 
 def stages(bench: Any, start: float, shown_at: float, job_dir: str) -> dict[str, float]:
@@ -52,16 +55,28 @@ def stages(bench: Any, start: float, shown_at: float, job_dir: str) -> dict[str,
     return {name: b - a for name, a, b in zip(STAGES, moments, moments[1:], strict=False)}
 
 
+def plain_login(bench: Any) -> float:
+    """Seconds of one ssh key login running `true` on the login node, no master: what every way
+    of starting a job remotely pays once."""
+    start = time.time()
+    check = subprocess.run(["ssh", "-F", str(bench.ssh_config), "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                            bench.tb.login_alias, "true"], capture_output=True, text=True, timeout=60)
+    if check.returncode != 0:
+        raise RuntimeError(f"plain ssh login failed: {check.stderr.strip()}")
+    return time.time() - start
+
+
 def ours(bench: Any, cli: Any, rep: int, parts: list[dict[str, float]]) -> float:
-    """One cold submit --connect; its stages are appended to PARTS."""
+    """One cold submit --connect; its stages, and a plain login's time just before, are appended to PARTS."""
     close_masters(cli.home)
+    login = plain_login(bench)
     start = time.time()
     process = bench.start_cli(cli, "submit", "--site", "tb-slurm", "--connect", "--no-browser")
     try:
         url, shown_at, _ = wait_line(process, "http://127.0.0.1:", URL_TIMEOUT)
         record = session_record(cli)
         bench.jobs["slurm"].add(record["job_id"])
-        parts.append(stages(bench, start, shown_at, record["job_dir"]))
+        parts.append({**stages(bench, start, shown_at, record["job_dir"]), LOGIN: login})
         answers(url)
         check_ok(cli.run("cancel", record["job_id"]), "cancel")
     finally:
@@ -150,11 +165,17 @@ def measure(bench: Any, figure: Figure, reps: int) -> None:
 def overhead(figure: Figure, parts: list[dict[str, float]]) -> None:
     """Jupyter's own start beside submit → URL, the overhead per repetition, and where it went."""
     own = figure.add("jupyter's own start (process -> runtime file)", [p["jupyter's own start"] for p in parts], "s")
-    cost = figure.add("overhead (submit->URL minus jupyter's own start)",
-                      [sum(p.values()) - p["jupyter's own start"] for p in parts], "s")
+    costs = [sum(p[name] for name in STAGES) - p["jupyter's own start"] for p in parts]
+    cost = figure.add("overhead (submit->URL minus jupyter's own start)", costs, "s")
     figure.row("Jupyter's own start on the node", spread(own))
     figure.row("hpcjupyter overhead (to URL - own start)", spread(cost), f"<= {fmt(TARGET_OVERHEAD)}",
                med(cost) <= TARGET_OVERHEAD)
+    scheduler = figure.add("of which Slurm starting the job", [p["sbatch -> job script"] for p in parts], "s")
+    login = figure.add("of which a plain ssh login", [p[LOGIN] for p in parts], "s")
+    figure.row("  of which Slurm starting the job", spread(scheduler))
+    figure.row("  of which a plain ssh login (ssh true)", spread(login))
+    rest = [c - p["sbatch -> job script"] - p[LOGIN] for c, p in zip(costs, parts, strict=True)]
+    figure.row("  the rest: hpcjupyter's own", spread(figure.add("hpcjupyter's own share", rest, "s")))
     medians = {name: med(figure.add(f"stage {name}", [p[name] for p in parts], "s")) for name in STAGES}
     figure.notes.append("submit --connect, medians: " + ", ".join(f"{n} {fmt(v)}" for n, v in medians.items())
                         + " (overhead = all but jupyter's own start)")
