@@ -160,6 +160,18 @@ class Testbed:
                            env=self._env(), capture_output=True, text=True)
         assert r.returncode == 0, f"restart-sshd {which} failed (exit {r.returncode}):\n{r.stderr}"
 
+    def heal(self) -> None:
+        """After a fault test: an sshd it left stopped starts again, so that one failure does not
+        fail every test after it; a bed still broken then fails this test, with `status`."""
+        for name in sorted(set(SSHD_NAMES.values())):
+            pid_file = self.dir / "run" / f"sshd-{name}.pid"
+            try:
+                os.kill(int(pid_file.read_text()), 0)
+            except (OSError, ValueError):
+                self.restart_sshd(name)
+        assert _healthy(self.dir), "this test left the test bed broken:\n" + subprocess.run(
+            ["bash", str(TESTBED_SH), "status"], env=self._env(), capture_output=True, text=True).stdout
+
     def fail_next(self, command: str, n: int, message: str | None = None, rc: int = 1) -> None:
         """The next N calls of COMMAND (squeue, sacct, scontrol, sbatch, scancel, sinfo, qsub,
         qstat, qdel, qrls) on the login host fail with MESSAGE on stderr and exit code RC."""
@@ -336,6 +348,7 @@ def disruptive(testbed):
         yield testbed
     finally:
         testbed.clear_faults()
+        testbed.heal()
 
 
 _ALONE: dict[str, contextlib.ExitStack | None] = {}  # this process's exclusive hold of the bed
