@@ -28,6 +28,7 @@ STATES: dict[str, JobState] = {
     localjob.RUNNING: JobState.RUNNING,
     localjob.EXITED: JobState.ENDED,
     localjob.CANCELLED: JobState.ENDED,
+    localjob.TIMEOUT: JobState.ENDED,
     localjob.LOST: JobState.ENDED,
 }
 
@@ -62,6 +63,8 @@ def outcome(native: str, exit_status: str) -> Outcome:
     """EXITED 0 is a clean end (Jupyter shut down from its menu); LOST left no exit status."""
     if native == localjob.CANCELLED:
         return Outcome.CANCELLED
+    if native == localjob.TIMEOUT:
+        return Outcome.TIMED_OUT
     if native == localjob.EXITED:
         return Outcome.COMPLETED if exit_status == "0" else Outcome.FAILED
     return Outcome.UNKNOWN
@@ -78,7 +81,7 @@ class Local(Scheduler):
         return _localjob("submit", script_path, *(["--name", job_name] if job_name else []))
 
     def walltime_argv(self, walltime: str) -> list[str]:
-        """The local script has no directive: localjob records the walltime and reports it as the limit."""
+        """The local script has no directive: localjob reports the walltime as the limit and ends the job at it."""
         return ["--walltime", walltime]
 
     def status_queries(self, job_ids: Sequence[str]) -> list[Query]:

@@ -7,9 +7,10 @@
 A job is a wrapper process (``_run``) leading its own session, so it outlives the command that
 started it and one signal reaches its whole process group (whose id is the wrapper's pid). It
 runs ``bash SCRIPT`` in the script's directory with ``HPCJ_LOCAL_JOB_ID`` set, output to
-``SCRIPT.out`` (appended to), and records the exit code when the script ends. The registry,
-``<state dir>/local-jobs/``, holds ``<id>.json`` (written by submit), ``<id>.exit`` (by the
-wrapper) and ``<id>.cancelled`` (by cancel).
+``SCRIPT.out`` (appended to), and records the exit code when the script ends. At the walltime
+it ends the job as Slurm does: SIGTERM to the whole job, SIGKILL to what is left ``KILL_WAIT``
+seconds later. The registry, ``<state dir>/local-jobs/``, holds ``<id>.json`` (written by
+submit), ``<id>.exit`` and ``<id>.timedout`` (by the wrapper) and ``<id>.cancelled`` (by cancel).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from typing import Any
 
 from hpcjupyter import paths
 
-RUNNING, EXITED, CANCELLED, LOST = "RUNNING", "EXITED", "CANCELLED", "LOST"
+RUNNING, EXITED, CANCELLED, TIMEOUT, LOST = "RUNNING", "EXITED", "CANCELLED", "TIMEOUT", "LOST"
 """Native states printed by ``status``."""
+
+KILL_WAIT = 30.0
+"""Seconds between SIGTERM and SIGKILL at the walltime (Slurm's default KillWait)."""
 
 JOB_ID = re.compile(r"local-\d+-[0-9a-f]+")
 """``local-<wrapper pid>-<random>``: the random part keeps ids unique when a pid is reused."""
@@ -56,6 +60,7 @@ def submit(script: Path, name: str, walltime: str = "") -> str:
     script = script.resolve()
     if not script.is_file():
         raise SystemExit(f"localjob: no such script: {script}")
+    limit(walltime)  # a malformed one is refused here, not in the detached wrapper
     token = secrets.token_hex(4)
     log = output_of(script)
     ready, started = os.pipe()
@@ -70,6 +75,7 @@ def submit(script: Path, name: str, walltime: str = "") -> str:
                 str(script),
                 str(registry()),
                 str(started),
+                walltime,
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -96,19 +102,44 @@ def submit(script: Path, name: str, walltime: str = "") -> str:
     return job_id
 
 
-def run(token: str, script: str, directory: Path, started: int) -> int:
-    """The wrapper: run the script, tell submit it started, then record how it ended.
+def limit(walltime: str) -> float | None:
+    """HH:MM:SS (hours may pass 24) → seconds; None without a walltime."""
+    if not walltime:
+        return None
+    try:
+        hours, minutes, seconds = (int(part) for part in walltime.split(":"))
+    except ValueError:
+        raise SystemExit(f"localjob: walltime must be HH:MM:SS, not {walltime!r}") from None
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def run(token: str, script: str, directory: Path, started: int, walltime: str) -> int:
+    """The wrapper: run the script, tell submit it started, end it at the walltime, then record
+    how it ended.
 
     It ignores SIGTERM by handler (not SIG_IGN, which the script would inherit): cancel's
-    signal is for the script, and the wrapper must stay to record the exit code.
+    signal, and its own at the walltime, are for the script; the wrapper stays to record the
+    exit code.
     """
     job_id = f"local-{os.getpid()}-{token}"
     signal.signal(signal.SIGTERM, lambda *_: None)
     env = {**os.environ, "HPCJ_LOCAL_JOB_ID": job_id}
     child = subprocess.Popen(["bash", script], stdin=subprocess.DEVNULL, env=env)
     os.close(started)
-    code = child.wait()
+    timed_out = False
+    try:
+        code = child.wait(timeout=limit(walltime))
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        (directory / f"{job_id}.timedout").touch()
+        os.killpg(0, signal.SIGTERM)  # the job's process group is the wrapper's
+        try:
+            code = child.wait(timeout=KILL_WAIT)
+        except subprocess.TimeoutExpired:
+            code = -signal.SIGKILL
     _write(directory / f"{job_id}.exit", {"exit_status": code if code >= 0 else 128 - code, "ended": time.time()})
+    if timed_out:
+        os.killpg(0, signal.SIGKILL)  # what is left of the job, the wrapper with it (its record is written)
     return 0
 
 
@@ -150,12 +181,13 @@ def _describe(directory: Path, record: dict[str, Any]) -> dict[str, Any]:
         line["time_used"] = _duration(time.time() - record["started"])
         return line
     ended = ended or _read(directory / f"{job_id}.exit")  # it may have ended since we looked
-    cancelled = (directory / f"{job_id}.cancelled").exists()
+    stopped = CANCELLED if (directory / f"{job_id}.cancelled").exists() else None
+    stopped = stopped or (TIMEOUT if (directory / f"{job_id}.timedout").exists() else None)
     if ended is None:
-        line.update(state=CANCELLED if cancelled else LOST, reason="ended without recording an exit status")
+        line.update(state=stopped or LOST, reason="ended without recording an exit status")
     else:
         line.update(
-            state=CANCELLED if cancelled else EXITED,
+            state=stopped or EXITED,
             exit_status=str(ended["exit_status"]),
             time_used=_duration(ended["ended"] - record["started"]),
         )
@@ -216,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = commands.add_parser("submit")
     p.add_argument("script", type=Path)
     p.add_argument("--name", default="")
-    p.add_argument("--walltime", default="", help="HH:MM:SS, reported as the time limit")
+    p.add_argument("--walltime", default="", help="HH:MM:SS: the time limit, reported and enforced")
     p = commands.add_parser("status")
     p.add_argument("job_ids", nargs="*")
     p.add_argument("--name")
@@ -227,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("script")
     p.add_argument("registry", type=Path)
     p.add_argument("started", type=int)
+    p.add_argument("walltime")
     args = parser.parse_args(argv)
     if args.command == "submit":
         print(submit(args.script, args.name, args.walltime))
@@ -236,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "cancel":
         cancel(args.job_ids)
     else:
-        return run(args.token, args.script, args.registry, args.started)
+        return run(args.token, args.script, args.registry, args.started, args.walltime)
     return 0
 
 

@@ -171,3 +171,20 @@ def test_local_port_is_honoured_on_the_local_site(cli: Cli) -> None:
         process.wait(timeout=60)
     finally:
         stop(process)
+
+
+def test_local_job_ends_at_its_walltime(cli: Cli) -> None:
+    """The local site ends a job at its walltime as a scheduler does: connect, which had the URL,
+    says the job ran out of time and exits non-zero; status says timed out."""
+    process = cli.start("submit", "--site", "local", "--hours", "0:01", "--connect", "--no-browser")
+    try:
+        port, token = port_and_token(read_url(process))
+        assert api_status(port, "/", token) == 200
+        job_id = job_of(cli)
+        process.wait(timeout=120)  # the walltime is a minute: the smallest --hours takes
+    finally:
+        stderr = stop(process)
+    assert process.returncode != 0, stderr
+    assert "hpcjupyter: stop requested" in stderr and "with more --hours" in stderr, stderr
+    status = state_of(cli, job_id)
+    assert (status["state"], status["outcome"], status["time_limit"]) == ("ENDED", "timed out", "00:01:00"), status

@@ -16,7 +16,8 @@ import pytest
 from hpcjupyter.errors import SchedulerError
 from hpcjupyter.transports.base import Result
 from hpcjupyter.schedulers import NOT_KNOWN, JobState, JobStatus, lookup
-from hpcjupyter.schedulers.base import QueryFailed
+from hpcjupyter.schedulers import localjob
+from hpcjupyter.schedulers.base import Outcome, QueryFailed
 from hpcjupyter.schedulers.local import Local, parse_status
 
 local = Local()
@@ -37,10 +38,11 @@ def submit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     monkeypatch.setenv("HPCJUPYTER_STATE_DIR", str(tmp_path / "state"))
     submitted: list[str] = []
 
-    def _submit(body: str, name: str | None = None) -> str:
+    def _submit(body: str, name: str | None = None, walltime: str = "") -> str:
         script = tmp_path / f"job{len(submitted)}.sh"
         script.write_text(body)
-        job_id = local.parse_submit(runner.run(local.submit_argv(str(script), name)))
+        argv = local.submit_argv(str(script), name) + (local.walltime_argv(walltime) if walltime else [])
+        job_id = local.parse_submit(runner.run(argv))
         submitted.append(job_id)
         return job_id
 
@@ -86,6 +88,36 @@ def test_exit_code_recorded(submit) -> None:
     job_id = submit("exit 3\n")
     job = wait_for(job_id, JobState.ENDED)
     assert (job.state, job.native_state, job.exit_status) == (JobState.ENDED, "EXITED", "3")
+
+
+def test_walltime_ends_the_job_as_slurm_does(submit, tmp_path: Path) -> None:
+    """At its walltime the job gets SIGTERM (its trap runs) and is TIMEOUT, not cancelled or failed."""
+    job_id = submit("trap 'echo TERM at the limit; exit 143' TERM\nsleep 60 & wait\n", walltime="00:00:01")
+    assert lookup(local, runner, [job_id])[job_id].time_limit == "00:00:01"
+    job = wait_for(job_id, JobState.ENDED)
+    assert (job.native_state, job.exit_status, job.outcome) == ("TIMEOUT", "143", Outcome.TIMED_OUT)
+    assert "TERM at the limit" in (tmp_path / "job0.sh.out").read_text()
+
+
+def test_walltime_kills_what_ignores_sigterm_after_the_kill_wait(submit) -> None:
+    """A job that ignores SIGTERM is killed KILL_WAIT (30) seconds after the limit, children too."""
+    job_id = submit("trap '' TERM\nsleep 300 &\nwait\n", walltime="00:00:01")
+    job = wait_for(job_id, JobState.ENDED, seconds=localjob.KILL_WAIT + 15)
+    assert (job.native_state, job.outcome) == ("TIMEOUT", Outcome.TIMED_OUT)
+    assert job.exit_status == "137"  # recorded before the SIGKILL
+    group = int(job_id.split("-")[1])
+    deadline = time.monotonic() + 10  # the SIGKILL follows the record
+    while any(localjob._member(stat, group) for stat in localjob._proc_stats()):
+        assert time.monotonic() < deadline, "the job's processes outlived the kill"
+        time.sleep(0.05)
+
+
+def test_malformed_walltime_is_refused_at_submit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPCJUPYTER_STATE_DIR", str(tmp_path / "state"))
+    script = tmp_path / "job.sh"
+    script.write_text("exit 0\n")
+    result = runner.run(local.submit_argv(str(script)) + local.walltime_argv("2h"))
+    assert result.returncode != 0 and "walltime must be HH:MM:SS, not '2h'" in result.stderr
 
 
 def test_script_outliving_a_killed_wrapper_is_running_then_cancelled(submit) -> None:
