@@ -104,4 +104,4 @@ class Local(Scheduler):
 
 
 def _localjob(*args: str) -> list[str]:
-    return [sys.executable, "-m", "hpcjupyter.schedulers.localjob", *args]
+    return localjob.command(*args)

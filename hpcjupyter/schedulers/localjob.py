@@ -1,8 +1,10 @@
 """Background "jobs" on this machine: the sbatch/squeue/scancel of the ``local`` scheduler.
 
-    python -m hpcjupyter.schedulers.localjob submit SCRIPT [--name NAME] [--walltime HH:MM:SS]   prints the job id
-    python -m hpcjupyter.schedulers.localjob status [--name NAME] [JOB_ID ...]   one JSON line per known job
-    python -m hpcjupyter.schedulers.localjob cancel JOB_ID ...
+    localjob submit SCRIPT [--name NAME] [--walltime HH:MM:SS]   prints the job id
+    localjob status [--name NAME] [JOB_ID ...]   one JSON line per known job
+    localjob cancel JOB_ID ...
+
+(``command(...)`` is the argv that runs it.)
 
 A job is a wrapper process (``_run``) leading its own session, so it outlives the command that
 started it and one signal reaches its whole process group (whose id is the wrapper's pid). It
@@ -41,6 +43,13 @@ JOB_ID = re.compile(r"local-\d+-[0-9a-f]+")
 """``local-<wrapper pid>-<random>``: the random part keeps ids unique when a pid is reused."""
 
 
+def command(*args: str) -> list[str]:
+    """argv of this module's command line, with this Python. Not ``-m``: the package imports this
+    module before runpy runs it, and runpy's warning about that would open every job's log."""
+    main = "import sys; from hpcjupyter.schedulers.localjob import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", main, *args]
+
+
 def registry() -> Path:
     directory = paths.state_dir() / "local-jobs"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -66,17 +75,7 @@ def submit(script: Path, name: str, walltime: str = "") -> str:
     ready, started = os.pipe()
     with open(log, "ab") as out:
         wrapper = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hpcjupyter.schedulers.localjob",
-                "_run",
-                token,
-                str(script),
-                str(registry()),
-                str(started),
-                walltime,
-            ],
+            command("_run", token, str(script), str(registry()), str(started), walltime),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -113,6 +112,14 @@ def limit(walltime: str) -> float | None:
     return float(hours * 3600 + minutes * 60 + seconds)
 
 
+class WalltimeReached(Exception):
+    """Raised in the wrapper by its alarm at the job's walltime."""
+
+
+def _walltime_reached(*_: Any) -> None:
+    raise WalltimeReached
+
+
 def run(token: str, script: str, directory: Path, started: int, walltime: str) -> int:
     """The wrapper: run the script, tell submit it started, end it at the walltime, then record
     how it ended.
@@ -127,9 +134,14 @@ def run(token: str, script: str, directory: Path, started: int, walltime: str) -
     child = subprocess.Popen(["bash", script], stdin=subprocess.DEVNULL, env=env)
     os.close(started)
     timed_out = False
+    seconds = limit(walltime)
+    if seconds:  # an alarm, not wait(timeout=), which would poll every 50 ms for hours
+        signal.signal(signal.SIGALRM, _walltime_reached)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        code = child.wait(timeout=limit(walltime))
-    except subprocess.TimeoutExpired:
+        code = child.wait()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    except WalltimeReached:
         timed_out = True
         (directory / f"{job_id}.timedout").touch()
         os.killpg(0, signal.SIGTERM)  # the job's process group is the wrapper's
@@ -243,7 +255,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpcjupyter.schedulers.localjob")
+    parser = argparse.ArgumentParser(prog="localjob")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("submit")
     p.add_argument("script", type=Path)

@@ -59,7 +59,8 @@ def test_verbose_shows_commands_but_never_the_token_and_pipes_get_plain_lines(cl
         process.wait(timeout=60)
     finally:
         stderr = stop(process)
-    assert "[verbose] local: " in stderr and "hpcjupyter.schedulers.localjob submit" in stderr
+    assert "[verbose] local: " in stderr and "from hpcjupyter.schedulers.localjob import main" in stderr
+    assert "sys.exit(main(sys.argv[1:]))' submit " in stderr
     assert token not in stderr
     assert "\x1b[" not in stderr  # no colour or cursor control when piped
 

@@ -61,7 +61,7 @@ def wait_for(job_id: str, state: JobState, seconds: float = 10) -> JobStatus:
 
 
 def test_argv() -> None:
-    localjob = [sys.executable, "-m", "hpcjupyter.schedulers.localjob"]
+    localjob = [sys.executable, "-c", "import sys; from hpcjupyter.schedulers.localjob import main; sys.exit(main(sys.argv[1:]))"]
     assert local.submit_argv("/w/job.sh", "hpcj-1") == [*localjob, "submit", "/w/job.sh", "--name", "hpcj-1"]
     assert local.status_queries(["a"])[0].argv == [*localjob, "status", "a"]
     assert local.cancel_argv(["a"]) == [*localjob, "cancel", "a"]
@@ -80,7 +80,7 @@ def test_running_then_cancelled(submit, tmp_path: Path) -> None:
     # bash killed by SIGTERM, as a shell reports it
     assert (job.state, job.native_state, job.exit_status) == (JobState.ENDED, "CANCELLED", "143")
     log = (tmp_path / "job0.sh.out").read_text()
-    assert f"id={job_id}" in log
+    assert log.startswith(f"id={job_id}\n")  # the script's output first: nothing of the wrapper's
     assert local.cancel_ok(runner.run(local.cancel_argv([job_id])))  # already ended: fine
 
 
