@@ -188,3 +188,4 @@ def test_local_job_ends_at_its_walltime(cli: Cli) -> None:
     assert "hpcjupyter: stop requested" in stderr and "with more --hours" in stderr, stderr
     status = state_of(cli, job_id)
     assert (status["state"], status["outcome"], status["time_limit"]) == ("ENDED", "timed out", "00:01:00"), status
+    assert status["exit_status"] == "143", status  # the script ended on SIGTERM, before any SIGKILL
