@@ -69,7 +69,6 @@ class Bench:
     # ---- set-up and tear-down ------------------------------------------------------------
     def __enter__(self) -> Bench:
         # Shared: fault tests (link down, sshd restarts) take the lock exclusively and wait for us.
-        self._hold = contextlib.ExitStack()
         self._hold.enter_context(bed_lock(fcntl.LOCK_SH))
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.tag, "-f", str(self.key)],
                        check=True)

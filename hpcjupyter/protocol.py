@@ -62,10 +62,10 @@ _WATCH_SH = (
     'cat "$d/$2" 2>/dev/null; printf "\\n%s\\n" "$4"; tail -c 16384 "$d/$3" 2>/dev/null'
 )
 """$1 job dir, $2 connection file, $3 log, $4 separator, $5 ticks at most, $6 the gave-up lines.
-Waits on the login node until the connection file appears, the script gives up (its log is read
-every 10 ticks), or the ticks run out, then prints the file's mode (as ``ls -l`` shows it:
-portable), its text, the separator and the end of the log. ``ls`` of the directory first: on NFS
-it refreshes the attribute cache."""
+Waits on the login node until the connection file appears, the script gives up (its log is
+read every WATCH_IDLE_TICKS ticks), or the ticks run out, then prints the file's mode (as
+``ls -l`` shows it: portable), its text, the separator and the end of the log. ``ls`` of the
+directory first: on NFS it refreshes the attribute cache."""
 
 
 def template_values() -> dict[str, str]:

@@ -112,12 +112,12 @@ def limit(walltime: str) -> float | None:
     return float(hours * 3600 + minutes * 60 + seconds)
 
 
-class WalltimeReached(Exception):
+class _WalltimeReached(Exception):
     """Raised in the wrapper by its alarm at the job's walltime."""
 
 
 def _walltime_reached(*_: Any) -> None:
-    raise WalltimeReached
+    raise _WalltimeReached
 
 
 def run(token: str, script: str, directory: Path, started: int, walltime: str) -> int:
@@ -141,7 +141,7 @@ def run(token: str, script: str, directory: Path, started: int, walltime: str) -
     try:
         code = child.wait()
         signal.setitimer(signal.ITIMER_REAL, 0)
-    except WalltimeReached:
+    except _WalltimeReached:
         timed_out = True
         (directory / f"{job_id}.timedout").touch()
         os.killpg(0, signal.SIGTERM)  # the job's process group is the wrapper's

@@ -169,8 +169,8 @@ class Testbed:
                 os.kill(int(pid_file.read_text()), 0)
             except (OSError, ValueError):
                 self.restart_sshd(name)
-        assert _healthy(self.dir), "this test left the test bed broken:\n" + subprocess.run(
-            ["bash", str(TESTBED_SH), "status"], env=self._env(), capture_output=True, text=True).stdout
+        status = _status(self.dir)
+        assert status.returncode == 0, f"this test left the test bed broken:\n{status.stdout}"
 
     def fail_next(self, command: str, n: int, message: str | None = None, rc: int = 1) -> None:
         """The next N calls of COMMAND (squeue, sacct, scontrol, sbatch, scancel, sinfo, qsub,
@@ -250,12 +250,14 @@ class Testbed:
         return {**os.environ, "HPCJ_TESTBED_DIR": str(self.dir)}
 
 
+def _status(directory: Path) -> subprocess.CompletedProcess[str]:
+    """`testbed.sh status` of the bed in DIRECTORY (exit 0: healthy)."""
+    return subprocess.run(["bash", str(TESTBED_SH), "status"], capture_output=True, text=True,
+                          env={**os.environ, "HPCJ_TESTBED_DIR": str(directory)})
+
+
 def _healthy(directory: Path) -> bool:
-    if not (directory / "testbed.json").exists():
-        return False
-    r = subprocess.run(["bash", str(TESTBED_SH), "status"], capture_output=True, text=True,
-                       env={**os.environ, "HPCJ_TESTBED_DIR": str(directory)})
-    return r.returncode == 0
+    return (directory / "testbed.json").exists() and _status(directory).returncode == 0
 
 
 def ensure_up(directory: Path) -> bool:
